@@ -1,0 +1,3 @@
+from concord.cli import app
+
+app()

@@ -1,0 +1,149 @@
+"""`concord demo`: every service on embedded defaults, supervised until Ctrl-C."""
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from types import FrameType
+
+import httpx
+import typer
+
+from concord.embedded_redis import EmbeddedRedis
+from lineage.enums import Role
+from lineage.migrate import upgrade
+from lineage.settings import LineageSettings
+from sandbox import stripe_shapes
+
+_STOP_TIMEOUT_S = 20
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Own sessions: Ctrl-C reaches only us, and we stop the children in order.
+    return subprocess.Popen(
+        [sys.executable, "-m", "concord", *args], env=env, start_new_session=True
+    )
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with status {process.returncode} while starting")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy in {timeout_s:.0f}s")
+
+
+def _create_keys(database_url: str) -> dict[Role, str]:
+    from lineage import apikeys
+    from lineage.db import make_engine, make_sessionmaker
+
+    async def create() -> dict[Role, str]:
+        engine = make_engine(database_url)
+        try:
+            async with make_sessionmaker(engine).begin() as session:
+                keys = {}
+                for role in Role:
+                    _row, keys[role] = await apikeys.create_key(
+                        session, name=f"demo-{role}", role=role
+                    )
+                return keys
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(create())
+
+
+def _send_sample_invoices(api_url: str, secret: str, count: int) -> None:
+    now = int(time.time())
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        for n in range(count):
+            invoice = stripe_shapes.invoice_object(
+                invoice_id=stripe_shapes.new_id("in"),
+                customer_id=stripe_shapes.new_id("cus"),
+                subscription_id=stripe_shapes.new_id("sub"),
+                amount_minor=4900 + 1000 * n,
+                currency="usd",
+                period_start=now,
+                period_end=now + 30 * 86400,
+            )
+            body, header = stripe_shapes.signed_body(
+                stripe_shapes.event_envelope("invoice.finalized", invoice), secret
+            )
+            client.post(
+                "/v1/webhooks/stripe",
+                content=body,
+                headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+            )
+
+
+def run_demo(*, api_port: int, sandbox_port: int, worker_port: int, events: int) -> int:
+    env = dict(os.environ)
+    settings = LineageSettings()
+    env.setdefault("CONCORD_STRIPE_WEBHOOK_SECRET", f"whsec_demo_{secrets.token_hex(16)}")
+    env.setdefault("CONCORD_ERP_URL", f"http://127.0.0.1:{sandbox_port}/erp")
+    children: list[subprocess.Popen[bytes]] = []
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    with ExitStack() as stack:
+        try:
+            upgrade(settings.database_url)
+            if "CONCORD_REDIS_URL" not in env:
+                env["CONCORD_REDIS_URL"] = stack.enter_context(EmbeddedRedis()).url
+            sandbox_proc = _spawn(["sandbox", "--port", str(sandbox_port)], env)
+            children.append(sandbox_proc)
+            _wait_healthy(f"http://127.0.0.1:{sandbox_port}/healthz", sandbox_proc)
+            api_proc = _spawn(["api", "--port", str(api_port)], env)
+            children.append(api_proc)
+            api_url = f"http://127.0.0.1:{api_port}"
+            _wait_healthy(f"{api_url}/readyz", api_proc)
+            children.append(_spawn(["worker", "--port", str(worker_port)], env))
+            keys = _create_keys(settings.database_url)
+            _send_sample_invoices(api_url, env["CONCORD_STRIPE_WEBHOOK_SECRET"], events)
+            typer.echo(f"\nConcord is running on {settings.database_url}")
+            typer.echo(f"  API docs     {api_url}/docs")
+            typer.echo(f"  sandbox ERP  http://127.0.0.1:{sandbox_port}/erp/_admin/ledger")
+            for role, key in keys.items():
+                typer.echo(f"  {role:<9}    {key}")
+            typer.echo(
+                f"\nTry: curl -H 'Authorization: Bearer {keys[Role.VIEWER]}' "
+                f"{api_url}/v1/transactions\nCtrl-C stops everything.",
+            )
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+            typer.echo("a service exited; stopping the others", err=True)
+            return 1
+        except (KeyboardInterrupt, _Stop):
+            typer.echo("\nstopping…", err=True)
+            return 0
+        finally:
+            _stop_all(children)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    # Reverse order: the worker drains before the API and the sandbox it calls go away.
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()

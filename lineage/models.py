@@ -1,0 +1,236 @@
+"""ORM tables of the lineage store: inbox, transactions, runs, steps, attempts, refs, exceptions."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from lineage.clock import utc_now
+from lineage.db import BigIntId, UTCDateTime
+from lineage.enums import (
+    AttemptOutcome,
+    ErrorClass,
+    EventStatus,
+    ExceptionStatus,
+    Role,
+    RunState,
+    StepState,
+    System,
+    TxState,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _enum(enum_cls: type[Any]) -> SAEnum:
+    # Stored as plain strings: adding a state must not need a PostgreSQL type migration.
+    return SAEnum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=24,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        TxState: _enum(TxState),
+        StepState: _enum(StepState),
+        RunState: _enum(RunState),
+        System: _enum(System),
+        ErrorClass: _enum(ErrorClass),
+        EventStatus: _enum(EventStatus),
+        ExceptionStatus: _enum(ExceptionStatus),
+        AttemptOutcome: _enum(AttemptOutcome),
+        Role: _enum(Role),
+    }
+
+
+class BusinessTransaction(Base):
+    __tablename__ = "business_transaction"
+    __table_args__ = (
+        Index("ix_business_transaction_state_updated", "state", "updated_at"),
+        Index("ix_business_transaction_workflow_received", "workflow", "received_at"),
+    )
+
+    correlation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[TxState]
+    state_reason: Mapped[str | None] = mapped_column(String(500))
+    source_system: Mapped[System]
+    event_type: Mapped[str] = mapped_column(String(200))
+    # The canonical workflow input, mapped once at intake (None for ignored events).
+    canonical: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    period: Mapped[str | None] = mapped_column(String(7))
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+    completed_at: Mapped[datetime | None]
+    run_count: Mapped[int] = mapped_column(default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+
+
+class InboxEvent(Base):
+    __tablename__ = "inbox_event"
+    __table_args__ = (UniqueConstraint("source", "source_event_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(255))
+    source_event_id: Mapped[str] = mapped_column(String(255), index=True)
+    event_type: Mapped[str] = mapped_column(String(200))
+    status: Mapped[EventStatus]
+    ignored_reason: Mapped[str | None] = mapped_column(String(500))
+    correlation_id: Mapped[str] = mapped_column(
+        ForeignKey("business_transaction.correlation_id"), unique=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    deliveries: Mapped[int] = mapped_column(default=1)
+    last_delivery_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class WorkflowRun(Base):
+    __tablename__ = "workflow_run"
+    __table_args__ = (UniqueConstraint("correlation_id", "number"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    correlation_id: Mapped[str] = mapped_column(
+        ForeignKey("business_transaction.correlation_id"), index=True
+    )
+    number: Mapped[int]
+    trigger: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    state: Mapped[RunState]
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    ended_at: Mapped[datetime | None]
+
+
+class WorkflowStep(Base):
+    __tablename__ = "workflow_step"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("workflow_run.id"), index=True)
+    correlation_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    target_system: Mapped[System]
+    state: Mapped[StepState]
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    attempt_count: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    error_class: Mapped[ErrorClass | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class StepAttempt(Base):
+    __tablename__ = "step_attempt"
+    __table_args__ = (UniqueConstraint("step_id", "number"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("workflow_step.id"))
+    correlation_id: Mapped[str] = mapped_column(String(36), index=True)
+    number: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[AttemptOutcome | None]
+    error_class: Mapped[ErrorClass | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int | None]
+    target_ref: Mapped[str | None] = mapped_column(String(255))
+
+
+class ExternalRef(Base):
+    __tablename__ = "external_ref"
+    __table_args__ = (
+        UniqueConstraint("correlation_id", "system", "object_type", "external_id"),
+        Index("ix_external_ref_external_id", "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    correlation_id: Mapped[str] = mapped_column(ForeignKey("business_transaction.correlation_id"))
+    system: Mapped[System]
+    object_type: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ExceptionItem(Base):
+    __tablename__ = "exception_item"
+    __table_args__ = (Index("ix_exception_item_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    correlation_id: Mapped[str] = mapped_column(
+        ForeignKey("business_transaction.correlation_id"), index=True
+    )
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_step.id"))
+    status: Mapped[ExceptionStatus]
+    classification: Mapped[str] = mapped_column(String(32))
+    error_class: Mapped[ErrorClass | None]
+    message: Mapped[str] = mapped_column(Text)
+    suggested_action: Mapped[str | None] = mapped_column(String(500))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role]
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(24))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)

@@ -1,0 +1,273 @@
+"""Write side used by the workflow engine: claims, runs, steps, attempts, refs and exceptions."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lineage.enums import (
+    ACTIVE_STATES,
+    AttemptOutcome,
+    ErrorClass,
+    ExceptionStatus,
+    RunState,
+    StepState,
+    System,
+    TxState,
+)
+from lineage.models import (
+    BusinessTransaction,
+    ExceptionItem,
+    ExternalRef,
+    StepAttempt,
+    WorkflowRun,
+    WorkflowStep,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A transaction this worker holds the lease on, with its current run."""
+
+    transaction: BusinessTransaction
+    run: WorkflowRun
+    step_states: dict[str, StepState]
+
+
+async def claim(
+    session: AsyncSession, correlation_id: str, *, owner: str, lease_until: datetime, now: datetime
+) -> Claim | None:
+    """Take the lease on an active, due transaction; None if it is done, leased or not yet due.
+
+    One conditional UPDATE decides, so two workers woken for the same transaction never both
+    run its steps.
+    """
+    tx = BusinessTransaction
+    result = await session.execute(
+        update(tx)
+        .where(
+            tx.correlation_id == correlation_id,
+            tx.state.in_(ACTIVE_STATES),
+            or_(tx.lease_expires_at.is_(None), tx.lease_expires_at < now),
+            or_(tx.next_attempt_at.is_(None), tx.next_attempt_at <= now),
+        )
+        .values(
+            state=TxState.RUNNING,
+            lease_owner=owner,
+            lease_expires_at=lease_until,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    row = await session.get(BusinessTransaction, correlation_id, populate_existing=True)
+    assert row is not None
+    run = await session.scalar(
+        select(WorkflowRun)
+        .where(WorkflowRun.correlation_id == correlation_id, WorkflowRun.state == RunState.RUNNING)
+        .order_by(WorkflowRun.number.desc())
+        .limit(1)
+    )
+    if run is None:
+        row.run_count += 1
+        run = WorkflowRun(
+            correlation_id=correlation_id,
+            number=row.run_count,
+            trigger="initial" if row.run_count == 1 else "resume",
+            state=RunState.RUNNING,
+            started_at=now,
+        )
+        session.add(run)
+        await session.flush()
+    states = {
+        step.name: step.state
+        for step in await session.scalars(select(WorkflowStep).where(WorkflowStep.run_id == run.id))
+    }
+    return Claim(row, run, states)
+
+
+async def start_attempt(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    correlation_id: str,
+    name: str,
+    target: System,
+    idempotency_key: str,
+    external_id: str | None,
+    now: datetime,
+) -> StepAttempt:
+    """Record that an attempt of a step begins, before the call is made."""
+    step = await session.scalar(
+        select(WorkflowStep).where(WorkflowStep.run_id == run_id, WorkflowStep.name == name)
+    )
+    if step is None:
+        step = WorkflowStep(
+            run_id=run_id,
+            correlation_id=correlation_id,
+            name=name,
+            target_system=target,
+            state=StepState.RUNNING,
+            idempotency_key=idempotency_key,
+            external_id=external_id,
+            started_at=now,
+        )
+        session.add(step)
+        await session.flush()
+    step.attempt_count += 1
+    step.state = StepState.RUNNING
+    step.next_attempt_at = None
+    attempt = StepAttempt(
+        step_id=step.id, correlation_id=correlation_id, number=step.attempt_count, started_at=now
+    )
+    session.add(attempt)
+    await session.flush()
+    return attempt
+
+
+async def finish_attempt(
+    session: AsyncSession,
+    attempt: StepAttempt,
+    *,
+    now: datetime,
+    outcome: AttemptOutcome,
+    step_state: StepState,
+    error_class: ErrorClass | None = None,
+    error_message: str | None = None,
+    http_status: int | None = None,
+    target_ref: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    await session.execute(
+        update(StepAttempt)
+        .where(StepAttempt.id == attempt.id)
+        .values(
+            ended_at=now,
+            outcome=outcome,
+            error_class=error_class,
+            error_message=error_message,
+            http_status=http_status,
+            target_ref=target_ref,
+        )
+    )
+    done = step_state in (StepState.SUCCEEDED, StepState.FAILED_TERMINAL)
+    await session.execute(
+        update(WorkflowStep)
+        .where(WorkflowStep.id == attempt.step_id)
+        .values(
+            state=step_state,
+            error_class=error_class,
+            error_message=error_message,
+            next_attempt_at=next_attempt_at,
+            ended_at=now if done else None,
+        )
+    )
+
+
+async def add_external_ref(
+    session: AsyncSession,
+    correlation_id: str,
+    *,
+    system: System,
+    object_type: str,
+    external_id: str,
+) -> None:
+    exists = await session.scalar(
+        select(ExternalRef.id).where(
+            ExternalRef.correlation_id == correlation_id,
+            ExternalRef.system == system,
+            ExternalRef.object_type == object_type,
+            ExternalRef.external_id == external_id,
+        )
+    )
+    if exists is None:
+        session.add(
+            ExternalRef(
+                correlation_id=correlation_id,
+                system=system,
+                object_type=object_type,
+                external_id=external_id,
+            )
+        )
+        await session.flush()
+
+
+async def open_exception(
+    session: AsyncSession,
+    correlation_id: str,
+    *,
+    step_id: int | None,
+    classification: str,
+    error_class: ErrorClass | None,
+    message: str,
+    suggested_action: str,
+) -> ExceptionItem:
+    item = ExceptionItem(
+        correlation_id=correlation_id,
+        step_id=step_id,
+        status=ExceptionStatus.OPEN,
+        classification=classification,
+        error_class=error_class,
+        message=message,
+        suggested_action=suggested_action,
+    )
+    session.add(item)
+    await session.flush()
+    return item
+
+
+async def settle(
+    session: AsyncSession,
+    claimed: Claim,
+    *,
+    state: TxState,
+    now: datetime,
+    reason: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Release the lease and record where the transaction now stands."""
+    final = state not in ACTIVE_STATES
+    await session.execute(
+        update(BusinessTransaction)
+        .where(BusinessTransaction.correlation_id == claimed.transaction.correlation_id)
+        .values(
+            state=state,
+            state_reason=reason,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=next_attempt_at,
+            updated_at=now,
+            completed_at=now if final else None,
+        )
+    )
+    if final:
+        await session.execute(
+            update(WorkflowRun)
+            .where(WorkflowRun.id == claimed.run.id)
+            .values(
+                state=RunState.SUCCEEDED if state is TxState.POSTED else RunState.FAILED,
+                ended_at=now,
+            )
+        )
+
+
+async def stale_transactions(
+    session: AsyncSession, *, now: datetime, older_than: datetime, limit: int = 1000
+) -> list[str]:
+    """Active transactions nobody holds and nothing is waiting on: the sweeper wakes these."""
+    tx = BusinessTransaction
+    rows = await session.scalars(
+        select(tx.correlation_id)
+        .where(
+            tx.state.in_(ACTIVE_STATES),
+            or_(tx.lease_expires_at.is_(None), tx.lease_expires_at < now),
+            or_(tx.next_attempt_at.is_(None), tx.next_attempt_at <= now),
+            tx.updated_at <= older_than,
+        )
+        .order_by(tx.received_at)
+        .limit(limit)
+    )
+    return list(rows)

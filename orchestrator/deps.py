@@ -1,0 +1,24 @@
+"""What jobs and workflows are given; arq's untyped ctx is read here and nowhere else."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from orchestrator.connectors.ports import ErpConnector
+from orchestrator.settings import OrchestratorSettings
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDeps:
+    settings: OrchestratorSettings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    erp: ErpConnector
+
+
+def get_deps(ctx: dict[str, Any]) -> WorkerDeps:
+    deps = ctx["deps"]
+    assert isinstance(deps, WorkerDeps)
+    return deps

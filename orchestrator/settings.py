@@ -1,0 +1,27 @@
+import os
+import socket
+
+from pydantic import Field
+
+from orchestrator.client.queue import QueueSettings
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class OrchestratorSettings(QueueSettings):
+    """Settings of `concord worker`; every field is CONCORD_<NAME> in the environment."""
+
+    erp_url: str = "http://127.0.0.1:8100/erp"
+    connector_timeout_s: float = 10.0
+    # A job longer than this is cancelled; the lease outlives it so no other worker overlaps.
+    job_timeout_s: int = 60
+    lease_s: int = 90
+    max_attempts: int = 5
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 300.0
+    sweep_every_s: int = Field(default=15, ge=1, le=60)
+    # The sweeper leaves younger transactions to the wake-up that intake already queued.
+    sweep_min_age_s: float = 15.0
+    worker_id: str = Field(default_factory=_default_worker_id)

@@ -1,0 +1,28 @@
+"""Re-wakes transactions that an enqueue failure, a Redis flush or a dead worker left behind."""
+
+import logging
+from datetime import timedelta
+
+from lineage import runs
+from lineage.clock import utc_now
+from orchestrator.client.queue import enqueue_wakeup
+from orchestrator.deps import WorkerDeps
+
+log = logging.getLogger(__name__)
+
+
+async def sweep_once(deps: WorkerDeps, *, min_age_s: float) -> int:
+    """Enqueue a wake-up for every stale active transaction; returns how many were found."""
+    now = utc_now()
+    async with deps.sessionmaker() as session:
+        stale = await runs.stale_transactions(
+            session, now=now, older_than=now - timedelta(seconds=min_age_s)
+        )
+    queued = 0
+    for correlation_id in stale:
+        # Deterministic job IDs make this harmless when a wake-up is already queued.
+        if await enqueue_wakeup(deps.redis, correlation_id):
+            queued += 1
+    if stale:
+        log.info("sweeper found %d stale transactions, queued %d", len(stale), queued)
+    return len(stale)

@@ -1,0 +1,80 @@
+"""The arq worker: functions, cron, start-up and shut-down, built from settings."""
+
+import logging
+from typing import Any
+
+from arq import cron, func
+from arq.worker import Worker
+
+from lineage.db import make_engine, make_sessionmaker
+from orchestrator import jobs, sweeper
+from orchestrator.client.queue import (
+    QUEUE_NAME,
+    JobName,
+    deserialize_job,
+    redis_settings,
+    serialize_job,
+)
+from orchestrator.connectors.netsuite import NetSuiteErp
+from orchestrator.deps import WorkerDeps, get_deps
+from orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
+    """An arq Worker for these settings; tests pass burst=True, the CLI runs it until signalled."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        engine = make_engine(settings.database_url, echo=settings.database_echo)
+        ctx["engine"] = engine
+        ctx["deps"] = WorkerDeps(
+            settings=settings,
+            sessionmaker=make_sessionmaker(engine),
+            redis=ctx["redis"],
+            erp=NetSuiteErp(settings.erp_url, timeout_s=settings.connector_timeout_s),
+        )
+        # Catch up at once on whatever was left while no worker ran.
+        await sweeper.sweep_once(ctx["deps"], min_age_s=0)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "deps" in ctx:
+            await get_deps(ctx).erp.aclose()
+        if "engine" in ctx:
+            await ctx["engine"].dispose()
+
+    step = settings.sweep_every_s
+    options: dict[str, Any] = {
+        "functions": [
+            func(
+                jobs.run_transaction,
+                name=JobName.RUN_TRANSACTION.value,
+                keep_result=0,
+                max_tries=10,
+            ),
+        ],
+        "cron_jobs": [
+            cron(
+                jobs.sweep,
+                name=JobName.SWEEP.value,
+                second=set(range(0, 60, step)),
+                run_at_startup=False,
+                keep_result=0,
+                unique=True,
+            ),
+        ],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": redis_settings(settings.redis_url),
+        "queue_name": QUEUE_NAME,
+        "job_serializer": serialize_job,
+        "job_deserializer": deserialize_job,
+        "keep_result": 0,
+        "job_timeout": settings.job_timeout_s,
+        # On SIGTERM, in-flight jobs get this long to finish before they are cancelled.
+        "job_completion_wait": settings.job_timeout_s,
+        "max_jobs": 20,
+        "health_check_interval": 10,
+    }
+    options.update(overrides)
+    return Worker(**options)

@@ -1,0 +1,12 @@
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lineage.models import BusinessTransaction, InboxEvent
+
+
+async def inbox_counts(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    """(events, transactions) stored."""
+    async with sessionmaker() as session:
+        events = await session.scalar(select(func.count()).select_from(InboxEvent))
+        txs = await session.scalar(select(func.count()).select_from(BusinessTransaction))
+    return int(events or 0), int(txs or 0)
