@@ -19,3 +19,18 @@ class InvalidDatabaseUrl(LineageError):
 class InvalidCursor(LineageError):
     def __init__(self) -> None:
         super().__init__("the cursor is not one this API issued")
+
+
+class TransactionBusy(LineageError):
+    """The transaction is still being worked on; act on it once it has settled."""
+
+    def __init__(self, correlation_id: str, state: str) -> None:
+        super().__init__(f"transaction {correlation_id} is {state}; wait until it settles")
+        self.correlation_id = correlation_id
+        self.state = state
+
+
+class NotReplayable(LineageError):
+    def __init__(self, correlation_id: str, why: str) -> None:
+        super().__init__(f"transaction {correlation_id} cannot be replayed: {why}")
+        self.correlation_id = correlation_id

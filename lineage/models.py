@@ -131,6 +131,9 @@ class WorkflowRun(Base):
     trigger: Mapped[str] = mapped_column(String(32))
     requested_by: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(String(1000))
+    # A replay's edited workflow input; the event's payload itself is never changed.
+    input_override: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    from_step: Mapped[str | None] = mapped_column(String(100))
     state: Mapped[RunState]
     started_at: Mapped[datetime] = mapped_column(default=utc_now)
     ended_at: Mapped[datetime | None]
@@ -207,6 +210,8 @@ class ExceptionItem(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    # The run whose success closed this exception (a replay), when one did.
+    resolved_by_run_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_run.id"))
 
 
 class ApiKey(Base):

@@ -243,6 +243,22 @@ async def settle(
             completed_at=now if final else None,
         )
     )
+    if state is TxState.POSTED:
+        # A replay that succeeds closes what sent it to the exception queue, and says so.
+        await session.execute(
+            update(ExceptionItem)
+            .where(
+                ExceptionItem.correlation_id == claimed.transaction.correlation_id,
+                ExceptionItem.status == ExceptionStatus.OPEN,
+            )
+            .values(
+                status=ExceptionStatus.RESOLVED,
+                resolved_at=now,
+                resolved_by=f"run {claimed.run.number}",
+                resolved_by_run_id=claimed.run.id,
+                resolution_note="the transaction posted on a later run",
+            )
+        )
     if final:
         await session.execute(
             update(WorkflowRun)

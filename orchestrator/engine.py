@@ -68,8 +68,13 @@ async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
             f"no workflow named {claimed.transaction.workflow!r} is defined",
             "deploy the workflow definition, then replay",
         )
-    data = spec.input_model.model_validate(claimed.transaction.canonical)
-    for step in spec.steps:
+    data = spec.input_model.model_validate(
+        claimed.run.input_override or claimed.transaction.canonical
+    )
+    names = [step.name for step in spec.steps]
+    # A replay from a named step leaves the steps before it as the earlier run left them.
+    first = names.index(claimed.run.from_step) if claimed.run.from_step in names else 0
+    for step in spec.steps[first:]:
         if claimed.step_states.get(step.name) is StepState.SUCCEEDED:
             continue
         result = await _run_step(deps, claimed, step, data)

@@ -190,6 +190,12 @@ def upgrade() -> None:
         sa.Column("trigger", sa.String(length=32), nullable=False),
         sa.Column("requested_by", sa.String(length=200), nullable=True),
         sa.Column("reason", sa.String(length=1000), nullable=True),
+        sa.Column(
+            "input_override",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("from_step", sa.String(length=100), nullable=True),
         sa.Column("state", sa.String(length=24), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
@@ -261,10 +267,20 @@ def upgrade() -> None:
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("resolved_by", sa.String(length=200), nullable=True),
         sa.Column("resolution_note", sa.Text(), nullable=True),
+        sa.Column(
+            "resolved_by_run_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            nullable=True,
+        ),
         sa.ForeignKeyConstraint(
             ["correlation_id"],
             ["business_transaction.correlation_id"],
             name=op.f("fk_exception_item_correlation_id_business_transaction"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["resolved_by_run_id"],
+            ["workflow_run.id"],
+            name=op.f("fk_exception_item_resolved_by_run_id_workflow_run"),
         ),
         sa.ForeignKeyConstraint(
             ["step_id"], ["workflow_step.id"], name=op.f("fk_exception_item_step_id_workflow_step")
