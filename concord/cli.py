@@ -1,8 +1,10 @@
 """`concord`: the one entry point for services, operators and the demo."""
 
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Annotated, TypeVar
 
 import typer
@@ -24,12 +26,24 @@ app.add_typer(keys_app, name="keys")
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
 
 
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _serve(factory: str, *, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    # uvicorn drains, restores the previous handlers and re-raises the signal it caught:
+    # make those handlers a clean exit, so a stop on request is status 0, not 143.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _exit_cleanly)
+    uvicorn.run(factory, factory=True, host=host, port=port, log_level=log_level)
+
+
 @app.command()
 def api(host: HostOpt = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
     """Serve the HTTP API (intake and control plane) until SIGINT or SIGTERM."""
-    import uvicorn
-
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    _serve("api.main:create_app", host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -52,11 +66,7 @@ def worker(
 @app.command()
 def sandbox(host: HostOpt = "127.0.0.1", port: Annotated[int, typer.Option()] = 8100) -> None:
     """Serve the simulated billing, CRM, ERP, provisioning and support systems."""
-    import uvicorn
-
-    uvicorn.run(
-        "sandbox.app:create_sandbox_app", factory=True, host=host, port=port, log_level="warning"
-    )
+    _serve("sandbox.app:create_sandbox_app", host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -1,0 +1,225 @@
+"""The engine's failure paths: retries, budgets, terminal errors, ambiguous outcomes, conflicts."""
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lineage import inbox, runs
+from lineage.clock import utc_now
+from lineage.enums import AttemptOutcome, ExceptionStatus, StepState, System, TxState
+from lineage.inbox import IncomingEvent
+from lineage.models import BusinessTransaction, ExceptionItem, StepAttempt, WorkflowStep
+from orchestrator import engine
+from orchestrator.client.canonical import Invoice
+from orchestrator.client.queue import queue_pool
+from orchestrator.connectors.errors import Conflict, Retryable, Terminal
+from orchestrator.deps import WorkerDeps
+from orchestrator.engine import Outcome
+from orchestrator.settings import OrchestratorSettings
+from tests.fakes import ScriptedErp
+
+DepsFactory = Callable[..., WorkerDeps]
+
+
+@pytest.fixture
+async def make_deps(
+    database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[DepsFactory]:
+    pools: list[ArqRedis] = []
+
+    def build(erp: ScriptedErp, **settings: object) -> WorkerDeps:
+        pool = queue_pool(redis_url)
+        pools.append(pool)
+        options: dict[str, object] = {"retry_base_s": 0.0, "retry_cap_s": 0.0, **settings}
+        return WorkerDeps(
+            settings=OrchestratorSettings.model_validate(
+                {"database_url": database_url, "redis_url": redis_url, **options}
+            ),
+            sessionmaker=sessionmaker,
+            redis=pool,
+            erp=erp,
+        )
+
+    yield build
+    for pool in pools:
+        await pool.aclose()
+
+
+async def _transaction(sessionmaker: async_sessionmaker[AsyncSession], invoice_id: str) -> str:
+    invoice = Invoice(invoice_id=invoice_id, customer_id="cus_1", amount_minor=1000, currency="USD")
+    async with sessionmaker.begin() as session:
+        result = await inbox.record_event(
+            session,
+            IncomingEvent(
+                source="test",
+                source_event_id=f"evt_{invoice_id}",
+                event_type="invoice.finalized",
+                source_system=System.BILLING,
+                payload={"id": f"evt_{invoice_id}"},
+                workflow="invoice_generated",
+                canonical=invoice.model_dump(mode="json"),
+                invoice_id=invoice_id,
+            ),
+        )
+    return result.correlation_id
+
+
+async def _run_until_settled(deps: WorkerDeps, correlation_id: str) -> list[Outcome]:
+    """Run the engine as the deferred wake-ups would, without waiting for the delays."""
+    outcomes = []
+    for _ in range(20):
+        async with deps.sessionmaker.begin() as session:
+            tx = await session.get(BusinessTransaction, correlation_id)
+            assert tx is not None
+            tx.next_attempt_at = None
+        outcome = await engine.run_transaction(deps, correlation_id)
+        outcomes.append(outcome)
+        if outcome is not Outcome.RETRY_SCHEDULED:
+            return outcomes
+    raise AssertionError(f"did not settle: {outcomes}")
+
+
+async def _attempts(
+    sessionmaker: async_sessionmaker[AsyncSession], correlation_id: str
+) -> list[StepAttempt]:
+    async with sessionmaker() as session:
+        return list(
+            await session.scalars(
+                select(StepAttempt)
+                .where(StepAttempt.correlation_id == correlation_id)
+                .order_by(StepAttempt.number)
+            )
+        )
+
+
+async def test_retryable_failures_then_success_post_once(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    erp = ScriptedErp(
+        failures=[
+            Retryable("reset", classification="connection"),
+            Retryable("503", http_status=503, classification="server"),
+        ]
+    )
+    deps = make_deps(erp)
+    correlation_id = await _transaction(sessionmaker, "in_retry")
+
+    outcomes = await _run_until_settled(deps, correlation_id)
+
+    assert outcomes == [Outcome.RETRY_SCHEDULED, Outcome.RETRY_SCHEDULED, Outcome.POSTED]
+    attempts = await _attempts(sessionmaker, correlation_id)
+    assert [(a.outcome, a.http_status) for a in attempts] == [
+        (AttemptOutcome.FAILED, None),
+        (AttemptOutcome.FAILED, 503),
+        (AttemptOutcome.SUCCEEDED, 204),
+    ]
+    # Every post carried the same idempotency key; lookups preceded the re-posts.
+    assert {ctx.idempotency_key for ctx in erp.posts} == {f"{correlation_id}:erp.post_invoice"}
+    assert erp.lookups == 2
+
+
+async def test_ambiguous_failure_is_looked_up_not_posted_again(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # The ERP commits, then the response is lost.
+    erp = ScriptedErp(
+        failures=[Retryable("read timeout", classification="timeout")], commit_before_fail=True
+    )
+    deps = make_deps(erp)
+    correlation_id = await _transaction(sessionmaker, "in_ambiguous")
+
+    await _run_until_settled(deps, correlation_id)
+
+    assert len(erp.posts) == 1
+    assert [a.outcome for a in await _attempts(sessionmaker, correlation_id)] == [
+        AttemptOutcome.FAILED,
+        AttemptOutcome.FOUND_EXISTING,
+    ]
+
+
+async def test_exhausted_budget_becomes_an_exception(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    erp = ScriptedErp(failures=[Retryable("down", http_status=503) for _ in range(5)])
+    deps = make_deps(erp, max_attempts=3)
+    correlation_id = await _transaction(sessionmaker, "in_budget")
+
+    outcomes = await _run_until_settled(deps, correlation_id)
+
+    assert outcomes[-1] is Outcome.EXCEPTION
+    assert len(erp.posts) == 3
+    async with sessionmaker() as session:
+        tx = await session.get(BusinessTransaction, correlation_id)
+        [item] = list(await session.scalars(select(ExceptionItem)))
+        step = await session.scalar(select(WorkflowStep))
+    assert tx is not None
+    assert step is not None
+    assert tx.state is TxState.EXCEPTION
+    assert tx.lease_owner is None
+    assert item.classification == "budget_exhausted"
+    assert item.status is ExceptionStatus.OPEN
+    assert step.state is StepState.FAILED_TERMINAL
+
+
+async def test_terminal_error_goes_straight_to_the_queue(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    erp = ScriptedErp(failures=[Terminal("entity cus_1 does not exist", http_status=400)])
+    deps = make_deps(erp)
+    correlation_id = await _transaction(sessionmaker, "in_terminal")
+
+    outcomes = await _run_until_settled(deps, correlation_id)
+
+    assert outcomes == [Outcome.EXCEPTION]
+    assert len(erp.posts) == 1
+    async with sessionmaker() as session:
+        [item] = list(await session.scalars(select(ExceptionItem)))
+    assert item.classification == "validation"
+    assert "cus_1 does not exist" in item.message
+
+
+async def test_conflict_is_resolved_by_lookup(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    erp = ScriptedErp(
+        failures=[Conflict("duplicate externalId", http_status=409)], commit_before_fail=True
+    )
+    deps = make_deps(erp)
+    correlation_id = await _transaction(sessionmaker, "in_conflict")
+
+    assert await _run_until_settled(deps, correlation_id) == [Outcome.POSTED]
+    [attempt] = await _attempts(sessionmaker, correlation_id)
+    assert attempt.outcome is AttemptOutcome.FOUND_EXISTING
+
+
+async def test_a_held_lease_keeps_a_second_worker_out(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    deps = make_deps(ScriptedErp())
+    correlation_id = await _transaction(sessionmaker, "in_leased")
+    now = utc_now()
+    async with sessionmaker.begin() as session:
+        held = await runs.claim(
+            session,
+            correlation_id,
+            owner="other-worker",
+            lease_until=now + timedelta(seconds=60),
+            now=now,
+        )
+    assert held is not None
+
+    assert await engine.run_transaction(deps, correlation_id) is Outcome.NOT_CLAIMED
+
+    async with sessionmaker.begin() as session:
+        expired = await runs.claim(
+            session,
+            correlation_id,
+            owner="third",
+            lease_until=now + timedelta(seconds=60),
+            now=now + timedelta(seconds=61),
+        )
+    assert expired is not None

