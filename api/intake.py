@@ -89,6 +89,7 @@ def incoming_event(
         amount_minor=keys.amount_minor,
         currency=keys.currency,
         period=keys.period,
+        ordering_key=keys.ordering_key if routed else None,
         occurred_at=keys.occurred_at,
     )
 

@@ -37,6 +37,7 @@ class IncomingEvent:
     amount_minor: int | None = None
     currency: str | None = None
     period: str | None = None
+    ordering_key: str | None = None
     occurred_at: datetime | None = None
 
 
@@ -90,6 +91,7 @@ async def record_event(session: AsyncSession, incoming: IncomingEvent) -> InboxR
             amount_minor=incoming.amount_minor,
             currency=incoming.currency,
             period=incoming.period,
+            ordering_key=incoming.ordering_key,
             occurred_at=incoming.occurred_at,
             received_at=now,
             updated_at=now,

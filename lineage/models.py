@@ -73,6 +73,7 @@ class BusinessTransaction(Base):
     __table_args__ = (
         Index("ix_business_transaction_state_updated", "state", "updated_at"),
         Index("ix_business_transaction_workflow_received", "workflow", "received_at"),
+        Index("ix_business_transaction_ordering", "ordering_key", "occurred_at"),
     )
 
     correlation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -89,6 +90,8 @@ class BusinessTransaction(Base):
     amount_minor: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     period: Mapped[str | None] = mapped_column(String(7))
+    # Events sharing this key (a subscription, an invoice) apply in business order.
+    ordering_key: Mapped[str | None] = mapped_column(String(300))
     occurred_at: Mapped[datetime | None]
     received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)

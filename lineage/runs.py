@@ -99,7 +99,7 @@ async def start_attempt(
     idempotency_key: str,
     external_id: str | None,
     now: datetime,
-) -> StepAttempt:
+) -> tuple[WorkflowStep, StepAttempt]:
     """Record that an attempt of a step begins, before the call is made."""
     step = await session.scalar(
         select(WorkflowStep).where(WorkflowStep.run_id == run_id, WorkflowStep.name == name)
@@ -125,7 +125,7 @@ async def start_attempt(
     )
     session.add(attempt)
     await session.flush()
-    return attempt
+    return step, attempt
 
 
 async def finish_attempt(
@@ -287,3 +287,68 @@ async def stale_transactions(
         .limit(limit)
     )
     return list(rows)
+
+
+# A predecessor in one of these states no longer holds its successors back.
+SETTLED_FOR_ORDERING = (
+    TxState.POSTED,
+    TxState.MANUALLY_RESOLVED,
+    TxState.IGNORED,
+    TxState.REVERSED,
+)
+
+
+def _business_order(tx: BusinessTransaction) -> tuple[datetime, datetime]:
+    return (tx.occurred_at or tx.received_at, tx.received_at)
+
+
+async def unsettled_predecessor(
+    session: AsyncSession, tx: BusinessTransaction
+) -> BusinessTransaction | None:
+    """The earliest transaction on the same ordering key, before this one in business order,
+    that has not settled; None when this one may run."""
+    if tx.ordering_key is None:
+        return None
+    candidates = await session.scalars(
+        select(BusinessTransaction).where(
+            BusinessTransaction.ordering_key == tx.ordering_key,
+            BusinessTransaction.correlation_id != tx.correlation_id,
+            BusinessTransaction.state.not_in(SETTLED_FOR_ORDERING),
+        )
+    )
+    earlier = [c for c in candidates if _business_order(c) < _business_order(tx)]
+    return min(earlier, key=_business_order) if earlier else None
+
+
+async def has_posted(session: AsyncSession, *, ordering_key: str, workflow: str) -> bool:
+    found = await session.scalar(
+        select(BusinessTransaction.correlation_id)
+        .where(
+            BusinessTransaction.ordering_key == ordering_key,
+            BusinessTransaction.workflow == workflow,
+            BusinessTransaction.state.in_((TxState.POSTED, TxState.MANUALLY_RESOLVED)),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def waiting_on(session: AsyncSession, ordering_key: str) -> list[str]:
+    """Transactions parked behind a predecessor on this key: to be woken when it settles."""
+    rows = await session.scalars(
+        select(BusinessTransaction.correlation_id).where(
+            BusinessTransaction.ordering_key == ordering_key,
+            BusinessTransaction.state == TxState.PENDING,
+        )
+    )
+    return list(rows)
+
+
+async def mark_step(
+    session: AsyncSession, *, run_id: int, name: str, state: StepState, message: str, now: datetime
+) -> None:
+    await session.execute(
+        update(WorkflowStep)
+        .where(WorkflowStep.run_id == run_id, WorkflowStep.name == name)
+        .values(state=state, error_message=message, ended_at=now)
+    )

@@ -7,6 +7,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from orchestrator.connectors.ports import ErpConnector
+from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
 
 
@@ -16,6 +17,7 @@ class WorkerDeps:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: ArqRedis
     erp: ErpConnector
+    limiter: TokenBucket
 
 
 def get_deps(ctx: dict[str, Any]) -> WorkerDeps:

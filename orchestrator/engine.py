@@ -1,27 +1,26 @@
-"""Runs one transaction's workflow: claim, step by step, record every attempt, settle.
+"""Runs one transaction's workflow: claim, wait for predecessors, steps by dependency, settle.
 
-The database is the source of truth; arq only wakes us. Every outcome is committed before the
-next call goes out, so a worker killed at any point leaves lineage a successor can resume from.
+The database is the source of truth; arq only wakes us. Every attempt is committed before its
+call goes out and its outcome after, so a worker killed at any point leaves lineage that a
+successor resumes from.
 """
 
+import asyncio
 import logging
-import random
-from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from lineage import runs
 from lineage.clock import utc_now
-from lineage.enums import AttemptOutcome, ErrorClass, StepState, TxState
-from lineage.models import StepAttempt
+from lineage.enums import StepState, TxState
 from lineage.runs import Claim
 from orchestrator.client.queue import enqueue_wakeup
-from orchestrator.connectors.errors import Conflict, ConnectorError, Retryable
-from orchestrator.connectors.ports import CallContext, TargetRecord
+from orchestrator.connectors.errors import ConnectorError
 from orchestrator.deps import WorkerDeps
-from orchestrator.workflows import WORKFLOWS, StepSpec
+from orchestrator.steps import StepOutcome, StepResult, context, run_step
+from orchestrator.workflows import WORKFLOWS, WorkflowSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +28,10 @@ log = logging.getLogger(__name__)
 class Outcome(StrEnum):
     POSTED = "posted"
     RETRY_SCHEDULED = "retry_scheduled"
+    WAITING = "waiting"
     EXCEPTION = "exception"
+    REVERSED = "reversed"
     NOT_CLAIMED = "not_claimed"
-
-
-@dataclass(frozen=True, slots=True)
-class _StepResult:
-    done: bool
-    outcome: Outcome | None = None
-
-
-def backoff_s(attempt: int, *, base_s: float, cap_s: float, retry_after_s: float | None) -> float:
-    """Exponential backoff with jitter, never earlier than the target's Retry-After."""
-    delay = min(cap_s, base_s * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-    return max(delay, retry_after_s or 0.0)
 
 
 async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
@@ -60,7 +49,7 @@ async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
         return Outcome.NOT_CLAIMED
     spec = WORKFLOWS.get(claimed.transaction.workflow or "")
     if spec is None:
-        return await _fail(
+        return await _exception(
             deps,
             claimed,
             None,
@@ -68,191 +57,178 @@ async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
             f"no workflow named {claimed.transaction.workflow!r} is defined",
             "deploy the workflow definition, then replay",
         )
-    data = spec.input_model.model_validate(
-        claimed.run.input_override or claimed.transaction.canonical
-    )
+    waiting = await _predecessor_wait(deps, claimed, spec)
+    if waiting:
+        return await _wait(deps, claimed, waiting)
+    try:
+        data = spec.input_model.model_validate(
+            claimed.run.input_override or claimed.transaction.canonical
+        )
+    except ValidationError as exc:
+        return await _exception(
+            deps,
+            claimed,
+            None,
+            "validation",
+            f"the workflow input is invalid: {exc}",
+            "replay with a corrected payload",
+        )
+    return await _run_steps(deps, claimed, spec, data)
+
+
+async def _run_steps(
+    deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec, data: BaseModel
+) -> Outcome:
     names = [step.name for step in spec.steps]
     # A replay from a named step leaves the steps before it as the earlier run left them.
-    first = names.index(claimed.run.from_step) if claimed.run.from_step in names else 0
-    for step in spec.steps[first:]:
-        if claimed.step_states.get(step.name) is StepState.SUCCEEDED:
-            continue
-        result = await _run_step(deps, claimed, step, data)
-        if not result.done:
-            assert result.outcome is not None
-            return result.outcome
+    start = names.index(claimed.run.from_step) if claimed.run.from_step in names else 0
+    done = {
+        n for n, s in claimed.step_states.items() if s in (StepState.SUCCEEDED, StepState.SKIPPED)
+    } | set(names[:start])
+    pending = [step for step in spec.steps if step.name not in done]
+    while pending:
+        # Independent branches (every dependency met) run concurrently.
+        ready = [step for step in pending if set(step.depends_on) <= done]
+        results = await asyncio.gather(*(run_step(deps, claimed, s, data) for s in ready))
+        done |= {r.step.name for r in results if r.outcome is StepOutcome.SUCCEEDED}
+        failed = [r for r in results if r.outcome is StepOutcome.FAILED]
+        if failed:
+            return await _fail(deps, claimed, spec, data, failed[0], done)
+        retries = [r for r in results if r.outcome is StepOutcome.RETRY]
+        if retries:
+            return await _schedule_retry(deps, claimed, retries)
+        pending = [step for step in pending if step.name not in done]
     async with deps.sessionmaker.begin() as session:
         await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now())
+    await _wake_successors(deps, claimed)
     return Outcome.POSTED
 
 
-async def _run_step(
-    deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseModel
-) -> _StepResult:
-    correlation_id = claimed.transaction.correlation_id
-    ctx = CallContext(
-        correlation_id=correlation_id, idempotency_key=f"{correlation_id}:{step.name}"
-    )
-    external_id = step.external_id(data)
-    async with deps.sessionmaker.begin() as session:
-        attempt = await runs.start_attempt(
-            session,
-            run_id=claimed.run.id,
-            correlation_id=correlation_id,
-            name=step.name,
-            target=step.target,
-            idempotency_key=ctx.idempotency_key,
-            external_id=external_id,
-            now=utc_now(),
-        )
-    try:
-        record, found = await _call(deps, step, data, ctx, external_id, first=attempt.number == 1)
-    except Retryable as exc:
-        return await _retry_or_fail(deps, claimed, step, attempt, exc)
-    except ConnectorError as exc:
-        async with deps.sessionmaker.begin() as session:
-            await runs.finish_attempt(
-                session,
-                attempt,
-                now=utc_now(),
-                outcome=AttemptOutcome.FAILED,
-                step_state=StepState.FAILED_TERMINAL,
-                error_class=exc.error_class,
-                error_message=str(exc),
-                http_status=exc.http_status,
+async def _predecessor_wait(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec) -> str | None:
+    tx = claimed.transaction
+    if tx.ordering_key is None:
+        return None
+    async with deps.sessionmaker() as session:
+        before = await runs.unsettled_predecessor(session, tx)
+        if before is not None:
+            return (
+                f"waiting for {before.correlation_id} ({before.event_type}, {before.state}) "
+                f"on {tx.ordering_key}"
             )
-        return _StepResult(
-            False,
-            await _fail(
-                deps,
-                claimed,
-                attempt.step_id,
-                exc.classification,
-                f"{step.name}: {exc}",
-                "fix the cause named in the message, then replay",
-            ),
+        for workflow in spec.requires:
+            if not await runs.has_posted(
+                session, ordering_key=tx.ordering_key, workflow=workflow.value
+            ):
+                return f"waiting for a posted {workflow.value} on {tx.ordering_key}"
+    return None
+
+
+async def _wait(deps: WorkerDeps, claimed: Claim, reason: str) -> Outcome:
+    age = (utc_now() - claimed.transaction.received_at).total_seconds()
+    if age > deps.settings.ordering_timeout_s:
+        return await _exception(
+            deps,
+            claimed,
+            None,
+            "ordering",
+            f"{reason} for {age:.0f}s",
+            "check the predecessor; replay or resolve it, or resolve this one by hand",
         )
     async with deps.sessionmaker.begin() as session:
-        await runs.finish_attempt(
-            session,
-            attempt,
-            now=utc_now(),
-            outcome=AttemptOutcome.FOUND_EXISTING if found else AttemptOutcome.SUCCEEDED,
-            step_state=StepState.SUCCEEDED,
-            http_status=record.http_status,
-            target_ref=record.record_id,
-        )
-        await runs.add_external_ref(
-            session,
-            correlation_id,
-            system=record.system,
-            object_type=record.object_type,
-            external_id=record.record_id,
-        )
-    return _StepResult(True)
+        # Pending, not leased: the predecessor's completion (or the sweeper) wakes it again.
+        await runs.settle(session, claimed, state=TxState.PENDING, now=utc_now(), reason=reason)
+    return Outcome.WAITING
 
 
-async def _call(
-    deps: WorkerDeps,
-    step: StepSpec,
-    data: BaseModel,
-    ctx: CallContext,
-    external_id: str,
-    *,
-    first: bool,
-) -> tuple[TargetRecord, bool]:
-    """Post once; after an earlier attempt whose outcome is unknown, look before posting again."""
-    if not first:
-        existing = await step.lookup(deps, external_id, ctx)
-        if existing is not None:
-            return existing, True
-    try:
-        return await step.action(deps, data, ctx), False
-    except Conflict as exc:
-        existing = await step.lookup(deps, external_id, ctx)
-        if existing is None:
-            raise ConnectorError(
-                f"the target reported {external_id} as existing but does not return it",
-                http_status=exc.http_status,
-            ) from exc
-        return existing, True
-
-
-async def _retry_or_fail(
-    deps: WorkerDeps, claimed: Claim, step: StepSpec, attempt: StepAttempt, exc: Retryable
-) -> _StepResult:
-    settings = deps.settings
-    now = utc_now()
-    if attempt.number >= settings.max_attempts:
-        async with deps.sessionmaker.begin() as session:
-            await runs.finish_attempt(
-                session,
-                attempt,
-                now=now,
-                outcome=AttemptOutcome.FAILED,
-                step_state=StepState.FAILED_TERMINAL,
-                error_class=ErrorClass.RETRYABLE,
-                error_message=str(exc),
-                http_status=exc.http_status,
-            )
-        return _StepResult(
-            False,
-            await _fail(
-                deps,
-                claimed,
-                attempt.step_id,
-                "budget_exhausted",
-                f"{step.name}: {attempt.number} attempts failed; last: {exc}",
-                "check the target system's health, then replay",
-            ),
-        )
-    delay = backoff_s(
-        attempt.number,
-        base_s=settings.retry_base_s,
-        cap_s=settings.retry_cap_s,
-        retry_after_s=exc.retry_after_s,
-    )
-    due = now + timedelta(seconds=delay)
+async def _schedule_retry(deps: WorkerDeps, claimed: Claim, retries: list[StepResult]) -> Outcome:
+    due = min(r.due for r in retries if r.due is not None)
+    reason = "; ".join(r.reason for r in retries)
     async with deps.sessionmaker.begin() as session:
-        await runs.finish_attempt(
-            session,
-            attempt,
-            now=now,
-            outcome=AttemptOutcome.FAILED,
-            step_state=StepState.FAILED_RETRYABLE,
-            error_class=ErrorClass.RETRYABLE,
-            error_message=str(exc),
-            http_status=exc.http_status,
-            next_attempt_at=due,
-        )
         await runs.settle(
             session,
             claimed,
             state=TxState.RETRYING,
-            now=now,
+            now=utc_now(),
             next_attempt_at=due,
-            reason=f"{step.name} retries at {due.isoformat()} ({exc.classification})",
+            reason=reason[:500],
         )
     try:
+        # The sweeper wakes it when due if this enqueue is lost.
         await enqueue_wakeup(
             deps.redis,
             claimed.transaction.correlation_id,
             defer_until=due,
-            due=f"{step.name}:{attempt.number}",
+            due=f"{claimed.run.number}:{due.timestamp():.3f}",
         )
     except Exception:
         log.warning("retry not queued; the sweeper will wake it when due", exc_info=True)
-    return _StepResult(False, Outcome.RETRY_SCHEDULED)
+    return Outcome.RETRY_SCHEDULED
 
 
 async def _fail(
+    deps: WorkerDeps,
+    claimed: Claim,
+    spec: WorkflowSpec,
+    data: BaseModel,
+    failure: StepResult,
+    done: set[str],
+) -> Outcome:
+    undone, broken = await _compensate(deps, claimed, spec, data, done)
+    message = failure.reason + (f"; compensation failed: {broken}" if broken else "")
+    action = (
+        "the effects of earlier steps were undone; fix the cause, then replay"
+        if undone and not broken
+        else "fix the cause named in the message, then replay"
+    )
+    return await _exception(
+        deps,
+        claimed,
+        failure.step_id,
+        failure.classification,
+        message,
+        action,
+        state=TxState.REVERSED if undone and not broken else None,
+    )
+
+
+async def _compensate(
+    deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec, data: BaseModel, done: set[str]
+) -> tuple[list[str], str | None]:
+    """Undo succeeded steps that declare a compensation, latest first."""
+    undone: list[str] = []
+    for step in reversed(spec.steps):
+        if step.name not in done or step.compensate is None:
+            continue
+        try:
+            await step.compensate(
+                deps, data, context(claimed.transaction.correlation_id, step, suffix=":compensate")
+            )
+        except ConnectorError as exc:
+            return undone, f"{step.name}: {exc}"
+        undone.append(step.name)
+        async with deps.sessionmaker.begin() as session:
+            await runs.mark_step(
+                session,
+                run_id=claimed.run.id,
+                name=step.name,
+                state=StepState.COMPENSATED,
+                now=utc_now(),
+                message="compensated after a later step failed",
+            )
+    return undone, None
+
+
+async def _exception(
     deps: WorkerDeps,
     claimed: Claim,
     step_id: int | None,
     classification: str,
     message: str,
     action: str,
+    *,
+    state: TxState | None = None,
 ) -> Outcome:
+    final = state or TxState.EXCEPTION
     async with deps.sessionmaker.begin() as session:
         await runs.open_exception(
             session,
@@ -263,5 +239,21 @@ async def _fail(
             message=message,
             suggested_action=action,
         )
-        await runs.settle(session, claimed, state=TxState.EXCEPTION, now=utc_now(), reason=message)
+        await runs.settle(session, claimed, state=final, now=utc_now(), reason=message[:500])
+    if final is TxState.REVERSED:
+        await _wake_successors(deps, claimed)
+        return Outcome.REVERSED
     return Outcome.EXCEPTION
+
+
+async def _wake_successors(deps: WorkerDeps, claimed: Claim) -> None:
+    key = claimed.transaction.ordering_key
+    if key is None:
+        return
+    async with deps.sessionmaker() as session:
+        waiting = await runs.waiting_on(session, key)
+    for correlation_id in waiting:
+        try:
+            await enqueue_wakeup(deps.redis, correlation_id)
+        except Exception:
+            log.warning("successor not woken; the sweeper will", exc_info=True)

@@ -25,3 +25,9 @@ class OrchestratorSettings(QueueSettings):
     # The sweeper leaves younger transactions to the wake-up that intake already queued.
     sweep_min_age_s: float = 15.0
     worker_id: str = Field(default_factory=_default_worker_id)
+    # Calls per second allowed per target system, shared by all workers ("erp=5,crm=20").
+    rate_limits: dict[str, float] = Field(default_factory=lambda: {"erp": 20.0})
+    # A rate-limit wait up to this long is slept in place; longer ones free the worker slot.
+    max_inline_wait_s: float = 1.0
+    # How long an event may wait for its predecessor before it becomes an exception.
+    ordering_timeout_s: float = 3600.0

@@ -17,6 +17,7 @@ from orchestrator.client.queue import (
 )
 from orchestrator.connectors.netsuite import NetSuiteErp
 from orchestrator.deps import WorkerDeps, get_deps
+from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
             sessionmaker=make_sessionmaker(engine),
             redis=ctx["redis"],
             erp=NetSuiteErp(settings.erp_url, timeout_s=settings.connector_timeout_s),
+            limiter=TokenBucket(ctx["redis"], limits=settings.rate_limits),
         )
         # Catch up at once on whatever was left while no worker ran.
         await sweeper.sweep_once(ctx["deps"], min_age_s=0)

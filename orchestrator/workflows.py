@@ -1,7 +1,7 @@
 """Workflow definitions: which event starts what, and the steps each one takes."""
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
@@ -15,21 +15,48 @@ Lookup = Callable[[WorkerDeps, str, CallContext], Awaitable[TargetRecord | None]
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """None falls back to the worker's settings."""
+
+    max_attempts: int | None = None
+    base_s: float | None = None
+    cap_s: float | None = None
+    # Wall time from a step's first attempt after which it stops retrying.
+    budget_s: float = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class StepSpec:
     name: str
     target: System
     action: Action
-    # Finds what an earlier, ambiguous attempt may already have created.
-    lookup: Lookup
     external_id: Callable[[BaseModel], str]
+    # Finds what an earlier, ambiguous attempt may already have created; None for upserts,
+    # which are safe to repeat.
+    lookup: Lookup | None = None
+    depends_on: tuple[str, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Undoes this step's effect when a later step fails terminally.
+    compensate: Action | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class WorkflowSpec:
     name: Workflow
+    triggers: tuple[str, ...]
     input_model: type[BaseModel]
     steps: tuple[StepSpec, ...]
     sla_s: float
+    # Workflows that must have posted on the same ordering key before this one may run.
+    requires: tuple[Workflow, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for step in self.steps:
+            unknown = set(step.depends_on) - seen
+            if unknown:
+                raise ValueError(f"{self.name}.{step.name} depends on undeclared {unknown}")
+            seen.add(step.name)
 
 
 async def _post_invoice(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
@@ -50,6 +77,7 @@ def _invoice_id(data: BaseModel) -> str:
 
 INVOICE_GENERATED = WorkflowSpec(
     name=Workflow.INVOICE_GENERATED,
+    triggers=("invoice.finalized", "com.concord.invoice.generated"),
     input_model=Invoice,
     steps=(
         StepSpec(

@@ -7,7 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Workflow(StrEnum):
+    SUBSCRIPTION_ACTIVATED = "subscription_activated"
+    SUBSCRIPTION_AMENDED = "subscription_amended"
+    SUBSCRIPTION_CANCELED = "subscription_canceled"
     INVOICE_GENERATED = "invoice_generated"
+    INVOICE_PAID = "invoice_paid"
+    PAYMENT_FAILED = "payment_failed"
 
 
 class CanonicalType(StrEnum):
@@ -39,6 +44,76 @@ class Invoice(BaseModel):
     lines: list[InvoiceLine] = Field(default_factory=list)
 
 
+_MONTHS = {"day": 1 / 30, "week": 12 / 52, "month": 1, "year": 12}
+
+
+class SubscriptionItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    price_id: str
+    product_id: str | None = None
+    quantity: int = Field(ge=0)
+    unit_amount_minor: int
+    interval: str = Field(pattern=r"^(day|week|month|year)$")
+    interval_count: int = Field(default=1, ge=1)
+
+    @property
+    def annual_minor(self) -> int:
+        months = _MONTHS[self.interval] * self.interval_count
+        return round(self.unit_amount_minor * self.quantity * 12 / months)
+
+
+class Subscription(BaseModel):
+    """A billing subscription; its contract value is annualised, in minor units."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str = Field(min_length=1, max_length=255)
+    customer_id: str = Field(min_length=1, max_length=255)
+    status: str
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    items: list[SubscriptionItem]
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def contract_value_minor(self) -> int:
+        return sum(item.annual_minor for item in self.items)
+
+
+class SubscriptionChange(BaseModel):
+    """A subscription event with what it replaced (for amendments and their compensation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription: Subscription
+    previous_items: list[SubscriptionItem] | None = None
+    effective_at: datetime | None = None
+
+    @property
+    def previous_contract_value_minor(self) -> int | None:
+        if self.previous_items is None:
+            return None
+        return sum(item.annual_minor for item in self.previous_items)
+
+
+class Payment(BaseModel):
+    """A paid or failed invoice payment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str = Field(min_length=1, max_length=255)
+    customer_id: str = Field(min_length=1, max_length=255)
+    subscription_id: str | None = None
+    amount_minor: int
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    occurred_at: datetime | None = None
+    attempt_count: int = 0
+    next_attempt_at: datetime | None = None
+    failure_message: str | None = None
+
+
 class BusinessKeys(BaseModel):
     """The columns a transaction is found and grouped by."""
 
@@ -48,7 +123,11 @@ class BusinessKeys(BaseModel):
     amount_minor: int | None = None
     currency: str | None = None
     period: str | None = None
+    ordering_key: str | None = None
     occurred_at: datetime | None = None
+
+
+Canonical = Invoice | SubscriptionChange | Payment
 
 
 class Routed(BaseModel):
@@ -56,7 +135,7 @@ class Routed(BaseModel):
 
     workflow: Workflow
     keys: BusinessKeys
-    canonical: Invoice
+    canonical: Canonical
 
 
 class Ignored(BaseModel):

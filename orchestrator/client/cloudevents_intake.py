@@ -48,5 +48,6 @@ def route(event_type: str, data: Any) -> Routed | Ignored:
             amount_minor=invoice.amount_minor,
             currency=invoice.currency,
             period=invoice.period_start.strftime("%Y-%m") if invoice.period_start else None,
+            ordering_key=f"invoice:{invoice.invoice_id}",
         ),
     )

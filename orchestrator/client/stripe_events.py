@@ -1,17 +1,16 @@
 """Stripe Event envelopes to Concord routes; vendor field names stop here."""
 
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
-
+from orchestrator.client import stripe_objects as objects
 from orchestrator.client.canonical import (
     BusinessKeys,
     Ignored,
-    Invoice,
-    InvoiceLine,
     NotAnEvent,
+    Payment,
     Routed,
+    SubscriptionChange,
     Workflow,
 )
 
@@ -38,80 +37,115 @@ def event_identity(body: Any) -> tuple[str, str]:
     return event_id, event_type
 
 
+def _invoice_finalized(body: dict[str, Any]) -> Routed | Ignored:
+    invoice = objects.invoice(body["data"]["object"])
+    return Routed(
+        workflow=Workflow.INVOICE_GENERATED,
+        canonical=invoice,
+        keys=BusinessKeys(
+            customer_id=invoice.customer_id,
+            subscription_id=invoice.subscription_id,
+            invoice_id=invoice.invoice_id,
+            amount_minor=invoice.amount_minor,
+            currency=invoice.currency,
+            ordering_key=f"invoice:{invoice.invoice_id}",
+            period=invoice.period_start.strftime("%Y-%m") if invoice.period_start else None,
+            occurred_at=objects.timestamp(body.get("created")),
+        ),
+    )
+
+
+def _payment(workflow: Workflow, *, failed: bool) -> Callable[[dict[str, Any]], Routed | Ignored]:
+    def route(body: dict[str, Any]) -> Routed | Ignored:
+        payment = objects.payment(body["data"]["object"], failed=failed)
+        payment = payment.model_copy(update={"occurred_at": objects.timestamp(body.get("created"))})
+        return Routed(workflow=workflow, canonical=payment, keys=_payment_keys(payment))
+
+    return route
+
+
+def _payment_keys(payment: Payment) -> BusinessKeys:
+    return BusinessKeys(
+        customer_id=payment.customer_id,
+        subscription_id=payment.subscription_id,
+        invoice_id=payment.invoice_id,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        ordering_key=f"invoice:{payment.invoice_id}",
+        occurred_at=payment.occurred_at,
+    )
+
+
+def _subscription(workflow: Workflow) -> Callable[[dict[str, Any]], Routed | Ignored]:
+    def route(body: dict[str, Any]) -> Routed | Ignored:
+        obj = body["data"]["object"]
+        previous = body["data"].get("previous_attributes")
+        before = None
+        if workflow is Workflow.SUBSCRIPTION_AMENDED:
+            before = objects.previous_items(obj, previous if isinstance(previous, dict) else {})
+            if before is None:
+                return Ignored(
+                    reason="the update changes neither plan nor quantity",
+                    keys=_subscription_keys(body),
+                )
+        change = SubscriptionChange(
+            subscription=objects.subscription(obj),
+            previous_items=before,
+            effective_at=objects.timestamp(body.get("created")),
+        )
+        return Routed(workflow=workflow, canonical=change, keys=_subscription_keys(body, change))
+
+    return route
+
+
+def _subscription_keys(
+    body: dict[str, Any], change: SubscriptionChange | None = None
+) -> BusinessKeys:
+    if change is None:
+        obj = body["data"]["object"]
+        return BusinessKeys(
+            customer_id=objects.ref_id(obj.get("customer")),
+            subscription_id=objects.ref_id(obj.get("id")),
+            occurred_at=objects.timestamp(body.get("created")),
+        )
+    sub = change.subscription
+    return BusinessKeys(
+        customer_id=sub.customer_id,
+        subscription_id=sub.subscription_id,
+        amount_minor=sub.contract_value_minor,
+        currency=sub.currency,
+        ordering_key=f"subscription:{sub.subscription_id}",
+        period=sub.current_period_start.strftime("%Y-%m") if sub.current_period_start else None,
+        occurred_at=objects.timestamp(body.get("created")),
+    )
+
+
+_ROUTES: dict[str, Callable[[dict[str, Any]], Routed | Ignored]] = {
+    "customer.subscription.created": _subscription(Workflow.SUBSCRIPTION_ACTIVATED),
+    "customer.subscription.updated": _subscription(Workflow.SUBSCRIPTION_AMENDED),
+    "customer.subscription.deleted": _subscription(Workflow.SUBSCRIPTION_CANCELED),
+    "invoice.finalized": _invoice_finalized,
+    "invoice.paid": _payment(Workflow.INVOICE_PAID, failed=False),
+    "invoice.payment_failed": _payment(Workflow.PAYMENT_FAILED, failed=True),
+}
+
+
 def route(body: dict[str, Any]) -> Routed | Ignored:
     """Decide what a verified Stripe event starts; raises NotAnEvent for unusable data."""
     _, event_type = event_identity(body)
-    if event_type != "invoice.finalized":
-        reason = _RECORDED_ONLY.get(event_type, f"event type {event_type!r} starts no workflow")
-        return Ignored(reason=reason, keys=_best_effort_keys(body))
-    invoice = _invoice(body["data"]["object"])
-    return Routed(
-        workflow=Workflow.INVOICE_GENERATED, canonical=invoice, keys=_invoice_keys(invoice, body)
-    )
-
-
-def _invoice_keys(invoice: Invoice, body: dict[str, Any]) -> BusinessKeys:
-    return BusinessKeys(
-        customer_id=invoice.customer_id,
-        subscription_id=invoice.subscription_id,
-        invoice_id=invoice.invoice_id,
-        amount_minor=invoice.amount_minor,
-        currency=invoice.currency,
-        period=invoice.period_start.strftime("%Y-%m") if invoice.period_start else None,
-        occurred_at=_timestamp(body.get("created")),
-    )
+    handler = _ROUTES.get(event_type)
+    if handler is not None:
+        return handler(body)
+    reason = _RECORDED_ONLY.get(event_type, f"event type {event_type!r} starts no workflow")
+    return Ignored(reason=reason, keys=_best_effort_keys(body))
 
 
 def _best_effort_keys(body: dict[str, Any]) -> BusinessKeys:
     obj = body["data"]["object"]
     if obj.get("object") == "invoice":
         try:
-            return _invoice_keys(_invoice(obj), body)
+            keys = _invoice_finalized(body).keys
+            return keys.model_copy(update={"ordering_key": None})
         except NotAnEvent:
             pass
-    return BusinessKeys(occurred_at=_timestamp(body.get("created")))
-
-
-def _invoice(obj: dict[str, Any]) -> Invoice:
-    customer = obj.get("customer")
-    if isinstance(customer, dict):
-        customer = customer.get("id")
-    lines = obj.get("lines", {}).get("data", []) if isinstance(obj.get("lines"), dict) else []
-    try:
-        return Invoice(
-            invoice_id=obj.get("id"),
-            customer_id=customer,
-            subscription_id=_subscription_id(obj),
-            amount_minor=obj.get("total", obj.get("amount_due")),
-            currency=str(obj.get("currency", "")).upper(),
-            period_start=_timestamp(obj.get("period_start")),
-            period_end=_timestamp(obj.get("period_end")),
-            lines=[
-                InvoiceLine(
-                    description=line.get("description"),
-                    amount_minor=line.get("amount", 0),
-                    quantity=line.get("quantity"),
-                )
-                for line in lines
-                if isinstance(line, dict)
-            ],
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise NotAnEvent(f"data.object is not a usable invoice ({problems})") from exc
-
-
-def _subscription_id(obj: dict[str, Any]) -> str | None:
-    # API versions from 2025 move the subscription under parent.subscription_details.
-    parent = obj.get("parent") or {}
-    details = parent.get("subscription_details") if isinstance(parent, dict) else None
-    value = details.get("subscription") if isinstance(details, dict) else obj.get("subscription")
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    return None
+    return BusinessKeys(occurred_at=objects.timestamp(body.get("created")))

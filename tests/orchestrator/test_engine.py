@@ -19,6 +19,7 @@ from orchestrator.client.queue import queue_pool
 from orchestrator.connectors.errors import Conflict, Retryable, Terminal
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
+from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
 from tests.fakes import ScriptedErp
 
@@ -42,6 +43,7 @@ async def make_deps(
             sessionmaker=sessionmaker,
             redis=pool,
             erp=erp,
+            limiter=TokenBucket(pool, limits={}),
         )
 
     yield build

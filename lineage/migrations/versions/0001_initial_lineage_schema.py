@@ -80,6 +80,7 @@ def upgrade() -> None:
         sa.Column("amount_minor", sa.BigInteger(), nullable=True),
         sa.Column("currency", sa.String(length=3), nullable=True),
         sa.Column("period", sa.String(length=7), nullable=True),
+        sa.Column("ordering_key", sa.String(length=300), nullable=True),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -91,6 +92,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("correlation_id", name=op.f("pk_business_transaction")),
     )
     with op.batch_alter_table("business_transaction", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_business_transaction_ordering", ["ordering_key", "occurred_at"], unique=False
+        )
         batch_op.create_index(
             batch_op.f("ix_business_transaction_customer_id"), ["customer_id"], unique=False
         )
