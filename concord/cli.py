@@ -57,10 +57,13 @@ def worker(
     from prometheus_client import start_http_server
 
     from orchestrator.settings import OrchestratorSettings
-    from orchestrator.worker import build_worker
+    from orchestrator.worker import run_supervised
 
     start_http_server(port, addr=host)
-    build_worker(OrchestratorSettings()).run()
+    # Between restarts (Redis away) arq's handlers are gone: a stop then is still clean.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _exit_cleanly)
+    run_supervised(OrchestratorSettings())
 
 
 @app.command()

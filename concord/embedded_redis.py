@@ -22,9 +22,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedRedis:
     """Starts redis-server on 127.0.0.1, a free port and a random password; stops it on exit."""
 
-    def __init__(self, *, port: int | None = None, start_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        password: str | None = None,
+        start_timeout_s: float = 10.0,
+    ) -> None:
         self.port = port or free_port()
-        self.password = secrets.token_urlsafe(24)
+        self.password = password or secrets.token_urlsafe(24)
         self._start_timeout_s = start_timeout_s
         self._dir: str | None = None
         self._process: subprocess.Popen[bytes] | None = None

@@ -1,10 +1,12 @@
 """The arq worker: functions, cron, start-up and shut-down, built from settings."""
 
 import logging
+import time
 from typing import Any
 
 from arq import cron, func
 from arq.worker import Worker
+from redis.exceptions import RedisError
 
 from lineage.db import make_engine, make_sessionmaker
 from orchestrator import jobs, sweeper
@@ -80,3 +82,33 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
     }
     options.update(overrides)
     return Worker(**options)
+
+
+def run_supervised(settings: OrchestratorSettings, *, max_backoff_s: float = 30.0) -> None:
+    """Run the worker until a signal stops it; when Redis goes away, rebuild it and go on.
+
+    Nothing is lost meanwhile: the transactions live in the database, and the start-up sweep
+    of the rebuilt worker re-queues whatever a restarted or flushed Redis forgot.
+    """
+    stopped: list[int] = []
+    backoff = 1.0
+    while True:
+        worker = build_worker(settings)
+        worker.on_stop = stopped.append
+        started = time.monotonic()
+        try:
+            worker.run()
+            return
+        except (RedisError, OSError) as exc:
+            if stopped:
+                return
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            log.warning(
+                "lost Redis (%s: %s); restarting the worker in %.0fs",
+                type(exc).__name__,
+                exc,
+                backoff,
+            )
+            time.sleep(backoff)
+            backoff = min(max_backoff_s, backoff * 2)
