@@ -16,6 +16,7 @@ from lineage import runs
 from lineage.clock import utc_now
 from lineage.enums import StepState, TxState
 from lineage.runs import Claim
+from orchestrator import telemetry
 from orchestrator.client.queue import enqueue_wakeup
 from orchestrator.connectors.errors import ConnectorError
 from orchestrator.deps import WorkerDeps
@@ -36,6 +37,14 @@ class Outcome(StrEnum):
 
 async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
     """Advance one transaction as far as it can go now; idempotent and safe to call twice."""
+    with telemetry.span("concord.transaction", correlation_id) as current:
+        outcome, workflow = await _advance(deps, correlation_id)
+        current.set_attribute("concord.outcome", outcome.value)
+    telemetry.TRANSACTIONS.labels(workflow, outcome.value).inc()
+    return outcome
+
+
+async def _advance(deps: WorkerDeps, correlation_id: str) -> tuple[Outcome, str]:
     now = utc_now()
     async with deps.sessionmaker.begin() as session:
         claimed = await runs.claim(
@@ -46,7 +55,15 @@ async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
             now=now,
         )
     if claimed is None:
-        return Outcome.NOT_CLAIMED
+        return Outcome.NOT_CLAIMED, "-"
+    workflow = claimed.transaction.workflow or "-"
+    with telemetry.span(
+        "concord.run", correlation_id, workflow=workflow, run=str(claimed.run.number)
+    ):
+        return await _run(deps, claimed), workflow
+
+
+async def _run(deps: WorkerDeps, claimed: Claim) -> Outcome:
     spec = WORKFLOWS.get(claimed.transaction.workflow or "")
     if spec is None:
         return await _exception(

@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -13,6 +14,7 @@ from lineage.clock import utc_now
 from lineage.enums import AttemptOutcome, ErrorClass, StepState
 from lineage.models import StepAttempt, WorkflowStep
 from lineage.runs import Claim
+from orchestrator import telemetry
 from orchestrator.connectors.errors import Conflict, ConnectorError, Retryable
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
@@ -49,6 +51,19 @@ def context(correlation_id: str, step: StepSpec, *, suffix: str = "") -> CallCon
 
 async def run_step(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseModel) -> StepResult:
     """Attempt a step once; the attempt is committed before the call and its outcome after."""
+    correlation_id = claimed.transaction.correlation_id
+    started = time.perf_counter()
+    with telemetry.span("concord.step", correlation_id, step=step.name, target=step.target):
+        result = await _attempt(deps, claimed, step, data)
+    telemetry.STEP_SECONDS.labels(step.name, step.target.value, result.outcome.value).observe(
+        time.perf_counter() - started
+    )
+    if result.outcome is StepOutcome.RETRY:
+        telemetry.RETRIES.labels(step.name, step.target.value).inc()
+    return result
+
+
+async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseModel) -> StepResult:
     correlation_id = claimed.transaction.correlation_id
     wait = await _rate_limit(deps, step)
     if wait:

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from lineage import runs
 from lineage.clock import utc_now
-from orchestrator.client.queue import enqueue_wakeup
+from orchestrator import telemetry
+from orchestrator.client.queue import QUEUE_NAME, enqueue_wakeup
 from orchestrator.deps import WorkerDeps
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ async def sweep_once(deps: WorkerDeps, *, min_age_s: float) -> int:
         # Deterministic job IDs make this harmless when a wake-up is already queued.
         if await enqueue_wakeup(deps.redis, correlation_id):
             queued += 1
+    telemetry.STALE_FOUND.inc(len(stale))
+    telemetry.QUEUE_DEPTH.set(await deps.redis.zcard(QUEUE_NAME))
     if stale:
         log.info("sweeper found %d stale transactions, queued %d", len(stale), queued)
     return len(stale)

@@ -1,9 +1,11 @@
 """The thin slice: signed webhook -> inbox -> arq worker -> sandbox ERP -> lineage in the API."""
 
 import json
+import re
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from lineage.enums import Role
 from orchestrator.client.queue import enqueue_wakeup, queue_pool
@@ -50,6 +52,12 @@ async def test_finalized_invoice_is_posted_once_with_lineage(
     [record] = [r for r in ledger if r["external_id"] == invoice_id]
     assert record["create_calls"] == 1
     assert record["idempotency_key"] == f"{correlation_id}:erp.post_invoice"
+    exposition = generate_latest().decode()
+    assert re.search(
+        r'concord_step_duration_seconds_count\{outcome="succeeded",step="erp.post_invoice",'
+        r'target="erp"\} [1-9]',
+        exposition,
+    )
     erp_refs = [r for r in detail["external_refs"] if r["system"] == "erp"]
     assert erp_refs == [
         {
