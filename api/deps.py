@@ -1,14 +1,16 @@
 """Request-scoped dependencies: the session that owns the commit, and the caller's role."""
 
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Annotated, Any, TypedDict
+from collections.abc import AsyncIterator
+from typing import Annotated, TypedDict
 
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.bulk_runner import BulkRunner
 from api.errors import ApiError
+from api.ratelimit import TokenBuckets, retry_after_header
 from api.settings import ApiSettings
 from lineage import apikeys, audit
 from lineage.apikeys import Principal
@@ -19,6 +21,8 @@ class State(TypedDict):
     settings: ApiSettings
     sessionmaker: async_sessionmaker[AsyncSession]
     arq: ArqRedis
+    limiter: TokenBuckets
+    bulk_runner: BulkRunner
 
 
 def get_state(request: Request) -> State:
@@ -26,6 +30,8 @@ def get_state(request: Request) -> State:
         settings=request.state.settings,
         sessionmaker=request.state.sessionmaker,
         arq=request.state.arq,
+        limiter=request.state.limiter,
+        bulk_runner=request.state.bulk_runner,
     )
 
 
@@ -51,7 +57,14 @@ READERS = frozenset({Role.VIEWER, Role.EXECUTIVE, Role.FINANCE, Role.OPS, Role.A
 
 
 async def _deny(
-    request: Request, *, status: int, code: str, message: str, actor: str, role: str | None
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    message: str,
+    actor: str,
+    role: str | None,
+    headers: dict[str, str] | None = None,
 ) -> ApiError:
     # Denials are audited in their own transaction: the request's own work is rolled back.
     async with request.state.sessionmaker.begin() as session:
@@ -63,15 +76,26 @@ async def _deny(
             outcome="denied",
             detail={"status": status, "code": code},
         )
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     return ApiError(status, code, message, headers=headers)
 
 
-def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency that admits a valid API key whose role is one of `roles` (admin always)."""
-    allowed = frozenset(roles) | {Role.ADMIN}
+class RoleGuard:
+    """A dependency that admits a valid API key whose role is in `roles` (admin always).
 
-    async def dependency(
+    The roles are an attribute so the route table itself says who may call each route; the
+    role-matrix test reads them from there. `action` names the route in the audit log, and
+    `rate_limited` spends a token of the caller's bucket after the role check.
+    """
+
+    def __init__(self, roles: frozenset[Role], *, action: str | None, rate_limited: bool) -> None:
+        self.roles = roles | {Role.ADMIN}
+        self.action = action
+        self.rate_limited = rate_limited
+
+    async def __call__(
+        self,
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
@@ -95,20 +119,43 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
                 actor="anonymous",
                 role=None,
             )
-        if principal.role not in allowed:
+        if principal.role not in self.roles:
             raise await _deny(
                 request,
                 status=403,
                 code="forbidden",
                 message=f"role {principal.role} may not do this; needs one of "
-                f"{', '.join(sorted(allowed))}",
+                f"{', '.join(sorted(self.roles))}",
                 actor=principal.name,
                 role=principal.role,
             )
+        if self.rate_limited:
+            wait_s = request.state.limiter.take(principal.key_id)
+            if wait_s is not None:
+                raise await _deny(
+                    request,
+                    status=429,
+                    code="rate_limited",
+                    message="too many changes from this API key; retry after the given seconds",
+                    actor=principal.name,
+                    role=principal.role,
+                    headers={"Retry-After": retry_after_header(wait_s)},
+                )
+        # Admitted: failures from here on are audited by the error handlers (api.audit_trail).
+        request.state.principal = principal
+        request.state.audit_action = self.action
         return principal
 
-    return dependency
+
+def require(*roles: Role, action: str | None = None, rate_limited: bool = False) -> RoleGuard:
+    return RoleGuard(frozenset(roles), action=action, rate_limited=rate_limited)
+
+
+def mutation(*roles: Role, action: str) -> RoleGuard:
+    """The guard of a route that changes something: audited under `action`, rate limited."""
+    return require(*roles, action=action, rate_limited=True)
 
 
 ViewerDep = Annotated[Principal, Depends(require(*READERS))]
 IngestDep = Annotated[Principal, Depends(require(Role.INGEST))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]

@@ -1,5 +1,11 @@
-"""One error shape for every failure: {"error": {"code", "message", "details"}}."""
+"""One error shape for every failure: {"error": {"code", "message", "details"}}.
 
+Every handler here also audits a failed mutating call of an admitted caller (api.audit_trail),
+so the audit log holds what was refused as well as what was done.
+"""
+
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -7,7 +13,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lineage.errors import InvalidCursor, TransactionNotFound
+from api.audit_trail import record_failure
+from api.schemas import ErrorBody
+from lineage.errors import (
+    ApiKeyNotFound,
+    BulkReplayFinished,
+    BulkReplayNotFound,
+    ExceptionNotFound,
+    InvalidCursor,
+    NotReplayable,
+    TransactionBusy,
+    TransactionNotFound,
+)
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -28,50 +47,103 @@ class ApiError(Exception):
         self.headers = headers
 
 
+_DESCRIPTIONS = {
+    400: "A malformed input, e.g. a cursor this API did not issue.",
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key's role may not do this.",
+    404: "Not found.",
+    409: "Conflicts with the current state (see error.code).",
+    422: "The request does not match the schema, or a rule refused it (see error.code).",
+    429: "Too many changes from this API key; retry after Retry-After seconds.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, all in the one error shape."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+
+
+# Every guarded route can answer these; routers add them to each of their routes.
+GUARDED = error_responses(401, 403, 422)
+MUTATING = error_responses(401, 403, 404, 409, 422, 429)
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+async def _respond(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    try:
+        await record_failure(request, status=status, code=code)
+    except Exception:
+        # The refused call changed nothing; answering it matters more than its audit row.
+        log.exception("could not audit a failed call")
     return JSONResponse(
-        error_body(exc.code, exc.message, exc.details),
-        status_code=exc.status_code,
-        headers=exc.headers,
+        error_body(code, message, details), status_code=status, headers=dict(headers or {}) or None
     )
 
 
-async def _validation(_request: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return await _respond(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    return JSONResponse(
-        error_body("invalid_request", "the request does not match the schema", {"errors": errors}),
-        status_code=422,
+    return await _respond(
+        request,
+        422,
+        "invalid_request",
+        "the request does not match the schema",
+        {"errors": errors},
     )
 
 
-async def _http(_request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
+    return await _respond(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(error_body("not_found", str(exc)), status_code=404)
+# Domain errors of lineage, by the status and code a client sees.
+_DOMAIN: dict[type[Exception], tuple[int, str]] = {
+    TransactionNotFound: (404, "not_found"),
+    ExceptionNotFound: (404, "not_found"),
+    BulkReplayNotFound: (404, "not_found"),
+    ApiKeyNotFound: (404, "not_found"),
+    InvalidCursor: (400, "invalid_cursor"),
+    TransactionBusy: (409, "transaction_busy"),
+    NotReplayable: (409, "not_replayable"),
+    BulkReplayFinished: (409, "bulk_replay_finished"),
+}
 
 
-async def _bad_cursor(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(error_body("invalid_cursor", str(exc)), status_code=400)
+async def _domain(request: Request, exc: Exception) -> JSONResponse:
+    status, code = _DOMAIN[type(exc)]
+    details = {"state": exc.state} if isinstance(exc, TransactionBusy | BulkReplayFinished) else {}
+    return await _respond(request, status, code, str(exc), details)
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return await _respond(request, 500, "internal_error", "an internal error occurred")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(TransactionNotFound, _not_found)
-    app.add_exception_handler(InvalidCursor, _bad_cursor)
+    for error in _DOMAIN:
+        app.add_exception_handler(error, _domain)
+    app.add_exception_handler(Exception, _internal)

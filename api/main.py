@@ -1,16 +1,56 @@
 """The FastAPI application factory: intake and the control plane."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
+from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
-from api.routes import events, health, transactions, webhooks
+from api.middleware import RejectNul
+from api.ratelimit import TokenBuckets
+from api.routes import (
+    audit,
+    events,
+    exceptions,
+    health,
+    hubspot,
+    keys,
+    lineage,
+    me,
+    metrics,
+    reconciliation,
+    replays,
+    search,
+    sla,
+    transactions,
+    webhooks,
+)
 from api.settings import ApiSettings
 from lineage.db import make_engine, make_sessionmaker
 from orchestrator.client.queue import queue_pool
+
+log = logging.getLogger(__name__)
+
+ROUTERS = (
+    health,
+    metrics,
+    webhooks,
+    hubspot,
+    events,
+    transactions,
+    lineage,
+    search,
+    exceptions,
+    replays,
+    sla,
+    reconciliation,
+    audit,
+    keys,
+    me,
+)
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -20,13 +60,32 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = make_engine(settings.database_url, echo=settings.database_echo)
         arq = queue_pool(settings.redis_url)
+        sessionmaker = make_sessionmaker(engine)
+        runner = BulkRunner(
+            sessionmaker,
+            arq,
+            batch_size=settings.bulk_replay_batch,
+            lease_s=settings.bulk_replay_lease_s,
+        )
         try:
+            try:
+                # Bulk replays a dead process left behind carry on here.
+                await runner.resume_unfinished()
+            except Exception:
+                # A database outage must not stop the API starting; the next start resumes them.
+                log.warning("could not resume unfinished bulk replays", exc_info=True)
             yield {
                 "settings": settings,
-                "sessionmaker": make_sessionmaker(engine),
+                "sessionmaker": sessionmaker,
                 "arq": arq,
+                "limiter": TokenBuckets(
+                    rate_per_minute=settings.mutation_rate_per_minute,
+                    burst=settings.mutation_burst,
+                ),
+                "bulk_runner": runner,
             }
         finally:
+            await runner.close()
             await arq.aclose()
             await engine.dispose()
 
@@ -37,6 +96,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, webhooks, events, transactions):
+    app.add_middleware(RejectNul)
+    for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -1,7 +1,7 @@
 """Pydantic I/O of the public API."""
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +17,9 @@ from lineage.enums import (
 )
 
 T = TypeVar("T")
+
+# The databases store ids and amounts as signed 64-bit integers; larger values are refused.
+INT64_MAX = 2**63 - 1
 
 
 class ReadModel(BaseModel):
@@ -122,6 +125,10 @@ class ExceptionRead(ReadModel):
     owner: str | None
     created_at: datetime
     resolved_at: datetime | None
+    # Who closed it and why: a person (manual resolution) or "run N" (a replay that posted).
+    resolved_by: str | None = None
+    resolution_note: str | None = None
+    resolved_by_run_id: int | None = None
 
 
 class TransactionDetail(TransactionRead):
@@ -134,3 +141,15 @@ class TransactionDetail(TransactionRead):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: {"error": {"code", "message", "details"}}."""
+
+    error: ErrorDetail

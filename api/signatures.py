@@ -1,5 +1,9 @@
 """Stripe-Signature verification on the raw body, with a precise reason for every refusal."""
 
+import base64
+import hashlib
+import hmac
+
 import stripe
 
 from api.errors import ApiError
@@ -61,4 +65,49 @@ def verify_stripe_signature(
             "timestamp_in_future",
             f"the signature timestamp is more than {tolerance_s}s ahead",
             details={"timestamp": timestamp, "tolerance_s": tolerance_s},
+        )
+
+
+def verify_hubspot_signature(
+    raw: bytes,
+    *,
+    method: str,
+    uri: str,
+    signature: str | None,
+    timestamp: str | None,
+    secret: str,
+    tolerance_s: int,
+    now: float,
+) -> None:
+    """X-HubSpot-Signature-v3: base64 HMAC-SHA256 of method + uri + body + timestamp (ms)."""
+    if not secret:
+        raise ApiError(
+            503,
+            "webhook_secret_not_configured",
+            "CONCORD_HUBSPOT_CLIENT_SECRET is not set; nothing was stored, retry later",
+        )
+    if not signature or not timestamp:
+        raise ApiError(
+            400,
+            "signature_missing",
+            "X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required",
+        )
+    if not timestamp.isdigit():
+        raise ApiError(
+            400,
+            "signature_malformed",
+            "X-HubSpot-Request-Timestamp is not milliseconds since the epoch",
+        )
+    source = method.encode() + uri.encode() + raw + timestamp.encode()
+    expected = base64.b64encode(hmac.new(secret.encode(), source, hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, signature.encode()):
+        raise ApiError(400, "signature_mismatch", "X-HubSpot-Signature-v3 does not match")
+    sent_s = int(timestamp) / 1000
+    if sent_s < now - tolerance_s:
+        raise ApiError(
+            400, "timestamp_expired", f"the request timestamp is more than {tolerance_s}s old"
+        )
+    if sent_s > now + tolerance_s:
+        raise ApiError(
+            400, "timestamp_in_future", f"the request timestamp is more than {tolerance_s}s ahead"
         )

@@ -1,9 +1,11 @@
 """`concord`: the one entry point for services, operators and the demo."""
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, TypeVar
 
@@ -67,25 +69,153 @@ def worker(
 
 
 @app.command()
-def sandbox(host: HostOpt = "127.0.0.1", port: Annotated[int, typer.Option()] = 8100) -> None:
+def sandbox(
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8100,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep the systems' state here across restarts (default: in memory)."),
+    ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(help="Fault SPEC, e.g. 'erp:500=0.1,erp:429=0.2,seed=7' (docs/sandbox.md)."),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="Concord's API base URL, where billing and CRM send signed webhooks."),
+    ] = None,
+) -> None:
     """Serve the simulated billing, CRM, ERP, provisioning and support systems."""
+    # The app factory reads these, so uvicorn's --factory import needs no arguments.
+    for name, value in (
+        ("CONCORD_SANDBOX_DATA_DIR", data_dir),
+        ("CONCORD_SANDBOX_FAULTS", faults),
+        ("CONCORD_SANDBOX_WEBHOOK_URL", webhook_url),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
     _serve("sandbox.app:create_sandbox_app", host=host, port=port, log_level="warning")
+
+
+@app.command()
+def traffic(
+    rate: Annotated[float, typer.Option(help="Billing actions per second.")] = 2.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Same seed, same business life.")] = 7,
+    sandbox_url: Annotated[str, typer.Option()] = "http://127.0.0.1:8100",
+) -> None:
+    """Drive the billing sandbox through a B2B SaaS life: sign-ups, upgrades, invoices, failures."""
+    import json
+
+    from sandbox.traffic import run_traffic
+
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _exit_cleanly)
+    report = run_traffic(
+        f"{sandbox_url.rstrip('/')}/billing", rate=rate, duration=duration, seed=seed
+    )
+    typer.echo(json.dumps(report.as_json(), indent=2))
+
+
+@app.command()
+def dashboard(host: HostOpt = "127.0.0.1", port: Annotated[int, typer.Option()] = 8501) -> None:
+    """Serve the Streamlit dashboard; it reads and acts through CONCORD_API_URL only."""
+    import importlib.util
+    import subprocess
+
+    # Found, not imported: nothing of ours imports the dashboard package.
+    spec = importlib.util.find_spec("dashboard.app")
+    if spec is None or spec.origin is None:
+        typer.echo("the dashboard package is not installed", err=True)
+        raise typer.Exit(2)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        spec.origin,
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--theme.primaryColor",
+        "#2563eb",
+    ]
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _exit_cleanly)
+    with subprocess.Popen(command) as process:
+        try:
+            process.wait()
+        except SystemExit:
+            process.terminate()
+            process.wait(timeout=20)
+            raise
 
 
 @app.command()
 def demo(
     api_port: Annotated[int, typer.Option()] = 8000,
     sandbox_port: Annotated[int, typer.Option()] = 8100,
-    worker_port: Annotated[int, typer.Option()] = 9100,
-    events: Annotated[int, typer.Option(help="Sample invoices to send through.")] = 5,
+    worker_port: Annotated[int, typer.Option(help="First worker's metrics port.")] = 9100,
+    dashboard_port: Annotated[int, typer.Option()] = 8501,
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+    events: Annotated[int, typer.Option(help="Sample invoices to send at start.")] = 5,
+    traffic_rate: Annotated[float, typer.Option(help="Billing actions/s; 0: none.")] = 2.0,
+    faults: Annotated[str | None, typer.Option(help="Sandbox fault SPEC ('' for none).")] = None,
 ) -> None:
-    """Run the whole system on embedded defaults until Ctrl-C."""
-    from concord.demo import run_demo
+    """Run the whole system on embedded defaults, with live traffic, until Ctrl-C."""
+    from concord.demo import DEMO_FAULTS, DemoOptions, run_demo
 
     sys.exit(
         run_demo(
-            api_port=api_port, sandbox_port=sandbox_port, worker_port=worker_port, events=events
+            DemoOptions(
+                api_port=api_port,
+                sandbox_port=sandbox_port,
+                worker_port=worker_port,
+                dashboard_port=dashboard_port,
+                workers=workers,
+                events=events,
+                traffic_rate=traffic_rate,
+                faults=DEMO_FAULTS if faults is None else faults,
+            )
         )
+    )
+
+
+ApiUrlOpt = Annotated[str | None, typer.Option(help="Default: CONCORD_API_URL.")]
+KeyOpt = Annotated[str | None, typer.Option(help="An API key; default: CONCORD_API_KEY.")]
+
+
+@app.command()
+def reconcile(
+    period: Annotated[str, typer.Option(help="The month to reconcile, YYYY-MM.")],
+    api_url: ApiUrlOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Reconcile billing against the ERP and CRM for a period (through the API, audited)."""
+    from concord.operator import api_client, checked, table
+
+    with api_client(api_url, key) as client:
+        run = checked(client.post("/v1/reconciliation/runs", json={"period": period}))
+    rows = [
+        [
+            kind,
+            str(entry["count"]),
+            ", ".join(f"{amount} {currency}" for currency, amount in entry["amount_minor"].items()),
+        ]
+        for kind, entry in sorted((run.get("summary") or {}).items())
+    ]
+    typer.echo(f"run {run['id']} for {period}: {run['state']}")
+    typer.echo(
+        table(rows, ["kind", "mismatches", "amount at risk (minor units)"])
+        if rows
+        else "no mismatches"
     )
 
 

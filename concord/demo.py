@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import httpx
@@ -94,11 +96,50 @@ def _send_sample_invoices(api_url: str, secret: str, count: int) -> None:
             )
 
 
-def run_demo(*, api_port: int, sandbox_port: int, worker_port: int, events: int) -> int:
+# Mild and seeded: some retries and rate limits, a few terminal CRM refusals for the exception
+# queue, and ERP drift for reconciliation to find.
+DEMO_FAULTS = (
+    "erp:503=0.03,erp:429=0.03,erp.invoice:drop_after_commit=0.02,erp:drift_amount=0.02,"
+    "crm:422=0.02,seed=7"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    api_port: int = 8000
+    sandbox_port: int = 8100
+    worker_port: int = 9100
+    dashboard_port: int = 8501
+    workers: int = 2
+    events: int = 5
+    traffic_rate: float = 2.0
+    faults: str = DEMO_FAULTS
+    # Sandbox state lives here, so a second demo finds the ERP as the first one left it.
+    data_dir: Path = Path(".concord-demo")
+
+
+def _environment(options: DemoOptions, api_url: str) -> dict[str, str]:
     env = dict(os.environ)
-    settings = LineageSettings()
+    sandbox_url = f"http://127.0.0.1:{options.sandbox_port}"
     env.setdefault("CONCORD_STRIPE_WEBHOOK_SECRET", f"whsec_demo_{secrets.token_hex(16)}")
-    env.setdefault("CONCORD_ERP_URL", f"http://127.0.0.1:{sandbox_port}/erp")
+    env.setdefault("CONCORD_HUBSPOT_CLIENT_SECRET", secrets.token_hex(16))
+    for system in ("erp", "crm", "provisioning", "support"):
+        env.setdefault(f"CONCORD_{system.upper()}_URL", f"{sandbox_url}/{system}")
+    # The sandbox is on loopback; nothing else private is reachable from the demo's workers.
+    env.setdefault("CONCORD_OUTBOUND_ALLOWLIST", "127.0.0.1")
+    env.setdefault("CONCORD_RECONCILIATION_BILLING_URL", f"{sandbox_url}/billing")
+    env.setdefault("CONCORD_RECONCILIATION_ERP_URL", f"{sandbox_url}/erp")
+    env.setdefault("CONCORD_RECONCILIATION_DIR", str(options.data_dir / "reconciliation-runs"))
+    env.setdefault("CONCORD_RECONCILE_EVERY_MIN", "1")
+    env.setdefault("CONCORD_API_URL", api_url)
+    return env
+
+
+def run_demo(options: DemoOptions) -> int:
+    settings = LineageSettings()
+    api_url = f"http://127.0.0.1:{options.api_port}"
+    sandbox_url = f"http://127.0.0.1:{options.sandbox_port}"
+    env = _environment(options, api_url)
     children: list[subprocess.Popen[bytes]] = []
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     with ExitStack() as stack:
@@ -106,19 +147,58 @@ def run_demo(*, api_port: int, sandbox_port: int, worker_port: int, events: int)
             upgrade(settings.database_url)
             if "CONCORD_REDIS_URL" not in env:
                 env["CONCORD_REDIS_URL"] = stack.enter_context(EmbeddedRedis()).url
-            sandbox_proc = _spawn(["sandbox", "--port", str(sandbox_port)], env)
+            sandbox_proc = _spawn(
+                [
+                    "sandbox",
+                    "--port",
+                    str(options.sandbox_port),
+                    "--webhook-url",
+                    api_url,
+                    "--faults",
+                    options.faults,
+                    "--data-dir",
+                    str(options.data_dir / "sandbox"),
+                ],
+                env,
+            )
             children.append(sandbox_proc)
-            _wait_healthy(f"http://127.0.0.1:{sandbox_port}/healthz", sandbox_proc)
-            api_proc = _spawn(["api", "--port", str(api_port)], env)
+            _wait_healthy(f"{sandbox_url}/healthz", sandbox_proc)
+            api_proc = _spawn(["api", "--port", str(options.api_port)], env)
             children.append(api_proc)
-            api_url = f"http://127.0.0.1:{api_port}"
             _wait_healthy(f"{api_url}/readyz", api_proc)
-            children.append(_spawn(["worker", "--port", str(worker_port)], env))
+            for n in range(options.workers):
+                children.append(_spawn(["worker", "--port", str(options.worker_port + n)], env))
+            dashboard_proc = _spawn(["dashboard", "--port", str(options.dashboard_port)], env)
+            children.append(dashboard_proc)
+            dashboard_url = f"http://127.0.0.1:{options.dashboard_port}"
+            _wait_healthy(f"{dashboard_url}/_stcore/health", dashboard_proc)
             keys = _create_keys(settings.database_url)
-            _send_sample_invoices(api_url, env["CONCORD_STRIPE_WEBHOOK_SECRET"], events)
+            _send_sample_invoices(api_url, env["CONCORD_STRIPE_WEBHOOK_SECRET"], options.events)
+            if options.traffic_rate > 0:
+                children.append(
+                    _spawn(
+                        [
+                            "traffic",
+                            "--rate",
+                            str(options.traffic_rate),
+                            "--duration",
+                            "86400",
+                            "--seed",
+                            str(secrets.randbelow(10_000)),
+                            "--sandbox-url",
+                            sandbox_url,
+                        ],
+                        env,
+                    )
+                )
             typer.echo(f"\nConcord is running on {settings.database_url}")
+            typer.echo(f"  dashboard    {dashboard_url}   (sign in with a key below)")
             typer.echo(f"  API docs     {api_url}/docs")
-            typer.echo(f"  sandbox ERP  http://127.0.0.1:{sandbox_port}/erp/_admin/ledger")
+            typer.echo(f"  sandbox ERP  {sandbox_url}/erp/_admin/ledger")
+            typer.echo(
+                f"  traffic      {options.traffic_rate} billing actions/s; faults: "
+                f"{options.faults or 'none'}"
+            )
             for role, key in keys.items():
                 typer.echo(f"  {role:<9}    {key}")
             typer.echo(

@@ -60,3 +60,7 @@ async def revoke_key(session: AsyncSession, key_id: int) -> bool:
         .values(revoked_at=utc_now())
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def get_key(session: AsyncSession, key_id: int) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)

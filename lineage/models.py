@@ -17,6 +17,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from lineage.bulk_states import BulkItemOutcome, BulkState
 from lineage.clock import utc_now
 from lineage.db import BigIntId, UTCDateTime
 from lineage.enums import (
@@ -65,6 +66,8 @@ class Base(DeclarativeBase):
         ExceptionStatus: _enum(ExceptionStatus),
         AttemptOutcome: _enum(AttemptOutcome),
         Role: _enum(Role),
+        BulkState: _enum(BulkState),
+        BulkItemOutcome: _enum(BulkItemOutcome),
     }
 
 
@@ -242,3 +245,117 @@ class AuditLog(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    # The target's state before and after the action, as the actor changed it.
+    before_state: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    after_state: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+
+
+class BulkReplay(Base):
+    """A named bulk replay job: its filter, who asked and why; items hold the per-row outcome."""
+
+    __tablename__ = "bulk_replay"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[BulkState]
+    requested_by: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text)
+    filter: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    expected_count: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(200))
+    # The API process running the job renews this; an expired lease lets another one resume it.
+    lease_expires_at: Mapped[datetime | None]
+
+
+class BulkReplayItem(Base):
+    __tablename__ = "bulk_replay_item"
+    __table_args__ = (UniqueConstraint("bulk_replay_id", "correlation_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    bulk_replay_id: Mapped[int] = mapped_column(ForeignKey("bulk_replay.id"))
+    correlation_id: Mapped[str] = mapped_column(
+        ForeignKey("business_transaction.correlation_id"), index=True
+    )
+    outcome: Mapped[BulkItemOutcome]
+    run_number: Mapped[int | None]
+    message: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime | None]
+
+
+class ReconciliationRun(Base):
+    """One reconciliation of a period: its progress, and counts and amounts per mismatch kind."""
+
+    __tablename__ = "reconciliation_run"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    # running | succeeded | failed; stage names the step a running run is in.
+    state: Mapped[str] = mapped_column(String(24))
+    stage: Mapped[str] = mapped_column(String(64))
+    # Percent done, 0..100.
+    progress: Mapped[int] = mapped_column(default=0)
+    trigger: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    tolerance_minor: Mapped[int] = mapped_column(BigInteger)
+    # Where this run's snapshots were written as Parquet, to re-examine it offline.
+    snapshot_dir: Mapped[str | None] = mapped_column(String(1000))
+    input_rows: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    kinds_evaluated: Mapped[list[str] | None] = mapped_column(JsonDoc)
+    # {kind: {"count": n, "amount_minor": {currency: total}}} of what this run found.
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    found_count: Mapped[int] = mapped_column(default=0)
+    new_count: Mapped[int] = mapped_column(default=0)
+    auto_resolved_count: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    finished_at: Mapped[datetime | None]
+
+
+class Mismatch(Base):
+    """A difference between systems, the same row every time a run finds it again."""
+
+    __tablename__ = "mismatch"
+    __table_args__ = (
+        Index("ix_mismatch_status_kind", "status", "kind"),
+        Index("ix_mismatch_period_status", "period", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    # sha256 of kind and the external ids the difference is about (reconciliation/sql).
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # open | resolved (by a person) | auto_resolved (a later run no longer found it)
+    status: Mapped[str] = mapped_column(String(24))
+    period: Mapped[str | None] = mapped_column(String(7))
+    system: Mapped[str] = mapped_column(String(24))
+    match_key: Mapped[str] = mapped_column(String(600))
+    source_system: Mapped[str | None] = mapped_column(String(24))
+    source_id: Mapped[str | None] = mapped_column(String(255))
+    source_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    source_currency: Mapped[str | None] = mapped_column(String(3))
+    source_status: Mapped[str | None] = mapped_column(String(40))
+    target_system: Mapped[str | None] = mapped_column(String(24))
+    target_id: Mapped[str | None] = mapped_column(String(1000))
+    target_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    target_currency: Mapped[str | None] = mapped_column(String(3))
+    target_status: Mapped[str | None] = mapped_column(String(40))
+    amount_at_risk_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    # The first transaction it links to (indexed for lineage look-ups), then all of them.
+    correlation_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    correlation_ids: Mapped[list[str]] = mapped_column(JsonDoc)
+    # [{"system", "object_type", "external_id"}]: every record the difference is about.
+    refs: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
+    first_run_id: Mapped[int] = mapped_column(ForeignKey("reconciliation_run.id"))
+    last_run_id: Mapped[int] = mapped_column(ForeignKey("reconciliation_run.id"))
+    first_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    # The run that no longer found it, when it was auto-resolved.
+    resolved_run_id: Mapped[int | None] = mapped_column(ForeignKey("reconciliation_run.id"))

@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lineage.enums import System, TxState
+from lineage.enums import ACTIVE_STATES, AttemptOutcome, System, TxState
 from lineage.errors import InvalidCursor, TransactionNotFound
 from lineage.models import (
     BusinessTransaction,
@@ -31,6 +31,11 @@ class TransactionFilter:
     until: datetime | None = None
     # Matches the customer, subscription or invoice ID.
     business_key: str | None = None
+    # A transaction with at least one step aimed at this system.
+    target_system: System | None = None
+    min_amount_minor: int | None = None
+    max_amount_minor: int | None = None
+    currency: str | None = None
 
 
 def encode_cursor(tx: BusinessTransaction) -> str:
@@ -65,7 +70,79 @@ def transactions_query(flt: TransactionFilter) -> Select[BusinessTransaction]:
         query = query.where(
             or_(tx.customer_id == key, tx.subscription_id == key, tx.invoice_id == key)
         )
+    if flt.target_system:
+        query = query.where(
+            exists().where(
+                WorkflowStep.correlation_id == tx.correlation_id,
+                WorkflowStep.target_system == flt.target_system,
+            )
+        )
+    if flt.min_amount_minor is not None:
+        query = query.where(tx.amount_minor >= flt.min_amount_minor)
+    if flt.max_amount_minor is not None:
+        query = query.where(tx.amount_minor <= flt.max_amount_minor)
+    if flt.currency:
+        query = query.where(tx.currency == flt.currency.upper())
     return query
+
+
+def replayable_query(flt: TransactionFilter) -> Select[BusinessTransaction]:
+    """The filter's transactions that a replay may take: settled, and started a workflow."""
+    tx = BusinessTransaction
+    return transactions_query(flt).where(
+        tx.state.not_in(ACTIVE_STATES), tx.state != TxState.IGNORED, tx.workflow.is_not(None)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    system: System
+    object_type: str
+    external_id: str
+
+
+async def target_holdings(
+    session: AsyncSession, correlation_ids: list[str]
+) -> dict[str, list[HeldRecord]]:
+    """What each transaction's targets already hold, as lineage recorded it.
+
+    A succeeded (or found-existing) attempt, or an external reference in a system other than
+    the source, means the target has the record; a replay then finds it instead of posting.
+    """
+    held: dict[str, list[HeldRecord]] = {cid: [] for cid in correlation_ids}
+    if not correlation_ids:
+        return held
+    tx = BusinessTransaction
+    refs = await session.execute(
+        select(
+            ExternalRef.correlation_id,
+            ExternalRef.system,
+            ExternalRef.object_type,
+            ExternalRef.external_id,
+        )
+        .join(tx, tx.correlation_id == ExternalRef.correlation_id)
+        .where(
+            ExternalRef.correlation_id.in_(correlation_ids), ExternalRef.system != tx.source_system
+        )
+        .order_by(ExternalRef.id)
+    )
+    for cid, system, object_type, external_id in refs:
+        held[cid].append(HeldRecord(system, object_type, external_id))
+    attempts = await session.execute(
+        select(StepAttempt.correlation_id, WorkflowStep.target_system, StepAttempt.target_ref)
+        .join(WorkflowStep, WorkflowStep.id == StepAttempt.step_id)
+        .where(
+            StepAttempt.correlation_id.in_(correlation_ids),
+            StepAttempt.outcome.in_((AttemptOutcome.SUCCEEDED, AttemptOutcome.FOUND_EXISTING)),
+            StepAttempt.target_ref.is_not(None),
+        )
+    )
+    for cid, system, target_ref in attempts:
+        if target_ref is None:
+            continue
+        if not any(r.system == system and r.external_id == target_ref for r in held[cid]):
+            held[cid].append(HeldRecord(system, "record", target_ref))
+    return held
 
 
 async def list_transactions(

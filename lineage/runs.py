@@ -1,5 +1,6 @@
 """Write side used by the workflow engine: claims, runs, steps, attempts, refs and exceptions."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -298,15 +299,22 @@ SETTLED_FOR_ORDERING = (
 )
 
 
-def _business_order(tx: BusinessTransaction) -> tuple[datetime, datetime]:
-    return (tx.occurred_at or tx.received_at, tx.received_at)
-
-
 async def unsettled_predecessor(
-    session: AsyncSession, tx: BusinessTransaction
+    session: AsyncSession,
+    tx: BusinessTransaction,
+    *,
+    rank: Callable[[str | None], int],
 ) -> BusinessTransaction | None:
     """The earliest transaction on the same ordering key, before this one in business order,
-    that has not settled; None when this one may run."""
+    that has not settled; None when this one may run.
+
+    Business order is the source's event time, then `rank` of the workflow (sources stamp
+    whole seconds, so an invoice's finalization and payment often tie), then arrival.
+    """
+
+    def _business_order(row: BusinessTransaction) -> tuple[datetime, int, datetime]:
+        return (row.occurred_at or row.received_at, rank(row.workflow), row.received_at)
+
     if tx.ordering_key is None:
         return None
     candidates = await session.scalars(

@@ -6,9 +6,9 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from orchestrator.connectors.ports import ErpConnector
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.targets import Crm, ErpLedger, Provisioning, Support
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,10 @@ class WorkerDeps:
     settings: OrchestratorSettings
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: ArqRedis
-    erp: ErpConnector
+    erp: ErpLedger
+    crm: Crm
+    provisioning: Provisioning
+    support: Support
     limiter: TokenBucket
 
 

@@ -20,8 +20,9 @@ from orchestrator import telemetry
 from orchestrator.client.queue import enqueue_wakeup
 from orchestrator.connectors.errors import ConnectorError
 from orchestrator.deps import WorkerDeps
+from orchestrator.flows import WORKFLOWS, business_rank
 from orchestrator.steps import StepOutcome, StepResult, context, run_step
-from orchestrator.workflows import WORKFLOWS, WorkflowSpec
+from orchestrator.workflows import WorkflowSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ async def _predecessor_wait(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec
     if tx.ordering_key is None:
         return None
     async with deps.sessionmaker() as session:
-        before = await runs.unsettled_predecessor(session, tx)
+        before = await runs.unsettled_predecessor(session, tx, rank=business_rank)
         if before is not None:
             return (
                 f"waiting for {before.correlation_id} ({before.event_type}, {before.state}) "

@@ -6,6 +6,10 @@ from pydantic import Field
 from orchestrator.client.queue import QueueSettings
 
 
+def split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -14,6 +18,12 @@ class OrchestratorSettings(QueueSettings):
     """Settings of `concord worker`; every field is CONCORD_<NAME> in the environment."""
 
     erp_url: str = "http://127.0.0.1:8100/erp"
+    crm_url: str = "http://127.0.0.1:8100/crm"
+    provisioning_url: str = "http://127.0.0.1:8100/provisioning"
+    support_url: str = "http://127.0.0.1:8100/support"
+    # Hosts or CIDR ranges outbound calls may reach although private, loopback or link-local
+    # ("127.0.0.1,10.0.0.0/8"). Empty: only public addresses.
+    outbound_allowlist: str = ""
     connector_timeout_s: float = 10.0
     # A job longer than this is cancelled; the lease outlives it so no other worker overlaps.
     job_timeout_s: int = 60
@@ -29,5 +39,7 @@ class OrchestratorSettings(QueueSettings):
     rate_limits: dict[str, float] = Field(default_factory=lambda: {"erp": 20.0})
     # A rate-limit wait up to this long is slept in place; longer ones free the worker slot.
     max_inline_wait_s: float = 1.0
+    # Minutes between scheduled reconciliations of the current period; 0 turns them off.
+    reconcile_every_min: int = Field(default=0, ge=0, le=60)
     # How long an event may wait for its predecessor before it becomes an exception.
     ordering_timeout_s: float = 3600.0

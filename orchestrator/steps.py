@@ -73,7 +73,11 @@ async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
             due=utc_now() + timedelta(seconds=wait),
             reason=f"{step.name} waits for the {step.target} rate limit",
         )
-    ctx = context(correlation_id, step)
+    # A replay looks the record up before anything else, and posts only when the target does
+    # not hold it, under a key of its own: a target that lost the record (ERP drift) still
+    # answers the original key with the lost record's location.
+    replay = claimed.run.trigger == "replay"
+    ctx = context(correlation_id, step, suffix=f":run{claimed.run.number}" if replay else "")
     external_id = step.external_id(data)
     async with deps.sessionmaker.begin() as session:
         row, attempt = await runs.start_attempt(
@@ -87,7 +91,9 @@ async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
             now=utc_now(),
         )
     try:
-        record, found = await _call(deps, step, data, ctx, external_id, first=attempt.number == 1)
+        record, found = await _call(
+            deps, step, data, ctx, external_id, first=attempt.number == 1 and not replay
+        )
     except Retryable as exc:
         return await _retryable(deps, step, row, attempt, exc)
     except ConnectorError as exc:

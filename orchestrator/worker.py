@@ -17,10 +17,13 @@ from orchestrator.client.queue import (
     redis_settings,
     serialize_job,
 )
+from orchestrator.connectors.hubspot import HubSpotCrm
 from orchestrator.connectors.netsuite import NetSuiteErp
+from orchestrator.connectors.ops import TenantProvisioning, ZendeskSupport
 from orchestrator.deps import WorkerDeps, get_deps
 from orchestrator.ratelimit import TokenBucket
-from orchestrator.settings import OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings, split_list
+from orchestrator.targets_http import HubSpotAccounts, NetSuiteLedger, OpsTenants, OpsTickets
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,20 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         engine = make_engine(settings.database_url, echo=settings.database_echo)
         ctx["engine"] = engine
+        allow = split_list(settings.outbound_allowlist)
+        timeout = settings.connector_timeout_s
         ctx["deps"] = WorkerDeps(
             settings=settings,
             sessionmaker=make_sessionmaker(engine),
             redis=ctx["redis"],
-            erp=NetSuiteErp(settings.erp_url, timeout_s=settings.connector_timeout_s),
+            erp=NetSuiteLedger(NetSuiteErp(settings.erp_url, timeout_s=timeout, allow=allow)),
+            crm=HubSpotAccounts(HubSpotCrm(settings.crm_url, timeout_s=timeout, allow=allow)),
+            provisioning=OpsTenants(
+                TenantProvisioning(settings.provisioning_url, timeout_s=timeout, allow=allow)
+            ),
+            support=OpsTickets(
+                ZendeskSupport(settings.support_url, timeout_s=timeout, allow=allow)
+            ),
             limiter=TokenBucket(ctx["redis"], limits=settings.rate_limits),
         )
         # Catch up at once on whatever was left while no worker ran.
@@ -43,11 +55,35 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "deps" in ctx:
-            await get_deps(ctx).erp.aclose()
+            deps = get_deps(ctx)
+            for target in (deps.erp, deps.crm, deps.provisioning, deps.support):
+                await target.aclose()
         if "engine" in ctx:
             await ctx["engine"].dispose()
 
     step = settings.sweep_every_s
+    crons = [
+        cron(
+            jobs.sweep,
+            name=JobName.SWEEP.value,
+            second=set(range(0, 60, step)),
+            run_at_startup=False,
+            keep_result=0,
+            unique=True,
+        ),
+    ]
+    if settings.reconcile_every_min:
+        crons.append(
+            cron(
+                jobs.reconcile,
+                name=JobName.RECONCILE.value,
+                second={30},
+                minute=set(range(0, 60, settings.reconcile_every_min)),
+                keep_result=0,
+                unique=True,
+                timeout=600,
+            )
+        )
     options: dict[str, Any] = {
         "functions": [
             func(
@@ -57,16 +93,7 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
                 max_tries=10,
             ),
         ],
-        "cron_jobs": [
-            cron(
-                jobs.sweep,
-                name=JobName.SWEEP.value,
-                second=set(range(0, 60, step)),
-                run_at_startup=False,
-                keep_result=0,
-                unique=True,
-            ),
-        ],
+        "cron_jobs": crons,
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": redis_settings(settings.redis_url),

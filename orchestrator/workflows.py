@@ -1,4 +1,4 @@
-"""Workflow definitions: which event starts what, and the steps each one takes."""
+"""The shape of a workflow definition; orchestrator.flows declares the workflows themselves."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from lineage.enums import System
-from orchestrator.client.canonical import Invoice, Workflow
+from orchestrator.client.canonical import Workflow
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
 
@@ -57,38 +57,3 @@ class WorkflowSpec:
             if unknown:
                 raise ValueError(f"{self.name}.{step.name} depends on undeclared {unknown}")
             seen.add(step.name)
-
-
-async def _post_invoice(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
-    assert isinstance(data, Invoice)
-    return await deps.erp.post_invoice(data, ctx=ctx)
-
-
-async def _find_invoice(
-    deps: WorkerDeps, external_id: str, ctx: CallContext
-) -> TargetRecord | None:
-    return await deps.erp.find_invoice(external_id, ctx=ctx)
-
-
-def _invoice_id(data: BaseModel) -> str:
-    assert isinstance(data, Invoice)
-    return data.invoice_id
-
-
-INVOICE_GENERATED = WorkflowSpec(
-    name=Workflow.INVOICE_GENERATED,
-    triggers=("invoice.finalized", "com.concord.invoice.generated"),
-    input_model=Invoice,
-    steps=(
-        StepSpec(
-            name="erp.post_invoice",
-            target=System.ERP,
-            action=_post_invoice,
-            lookup=_find_invoice,
-            external_id=_invoice_id,
-        ),
-    ),
-    sla_s=300,
-)
-
-WORKFLOWS: dict[str, WorkflowSpec] = {spec.name.value: spec for spec in (INVOICE_GENERATED,)}

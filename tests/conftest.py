@@ -197,6 +197,11 @@ def worker_settings(database_url: str, redis_url: str, sandbox_url: str) -> Orch
         database_url=database_url,
         redis_url=redis_url,
         erp_url=f"{sandbox_url}/erp",
+        crm_url=f"{sandbox_url}/crm",
+        provisioning_url=f"{sandbox_url}/provisioning",
+        support_url=f"{sandbox_url}/support",
+        # The sandbox listens on loopback, which the outbound guard refuses unless allowed.
+        outbound_allowlist="127.0.0.1",
         retry_base_s=0.05,
         retry_cap_s=0.2,
         sweep_min_age_s=0,

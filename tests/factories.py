@@ -19,6 +19,9 @@ def _load(relative: str) -> Any:
     return json.loads((FIXTURES / relative).read_text())
 
 
+FIXTURE_INVOICE: dict[str, Any] = json.loads((FIXTURES / "stripe/objects/invoice.json").read_text())
+
+
 def fixture_bytes(relative: str) -> bytes:
     return (FIXTURES / relative).read_bytes()
 
@@ -60,3 +63,39 @@ def sign(body: bytes, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = N
 
 def signed_headers(body: bytes, **kwargs: Any) -> dict[str, str]:
     return {"Stripe-Signature": sign(body, **kwargs), "Content-Type": "application/json"}
+
+
+def subscription_event(
+    event_type: str,
+    *,
+    subscription: dict[str, Any] | None = None,
+    previous_attributes: dict[str, Any] | None = None,
+    created: int | None = None,
+) -> dict[str, Any]:
+    """Stripe's Event envelope carrying its subscription object (objects/subscription.json)."""
+    event = copy.deepcopy(_load("stripe/objects/event.json"))
+    obj = copy.deepcopy(_load("stripe/objects/subscription.json"))
+    obj.update(subscription or {})
+    data: dict[str, Any] = {"object": obj}
+    if previous_attributes is not None:
+        data["previous_attributes"] = previous_attributes
+    event.update(
+        id=f"evt_{secrets.token_hex(12)}",
+        type=event_type,
+        data=data,
+        created=created or int(time.time()),
+    )
+    return dict(event)
+
+
+def with_quantity(subscription: dict[str, Any], quantity: int) -> dict[str, Any]:
+    """The fixture subscription with its one item's quantity changed."""
+    changed = copy.deepcopy(subscription)
+    changed["items"]["data"][0]["quantity"] = quantity
+    return changed
+
+
+def fixture_subscription(**fields: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(_load("stripe/objects/subscription.json"))
+    obj.update(fields)
+    return dict(obj)

@@ -1,42 +1,177 @@
-"""An in-repo ERP fake with scripted failures, for engine paths the sandbox cannot yet force."""
+"""In-repo fakes of the outside systems, with scripted failures, for the engine's own paths.
 
+Each keeps what it holds by external ID, so a repeated call is visible as a repeat, not a copy.
+"""
+
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.enums import System
-from orchestrator.client.canonical import Invoice
-from orchestrator.connectors.errors import ConnectorError
+from orchestrator.client.canonical import Invoice, Payment, Subscription
+from orchestrator.connectors.errors import ConnectorError, Terminal
 from orchestrator.connectors.ports import CallContext, TargetRecord
+from orchestrator.deps import WorkerDeps
+from orchestrator.ratelimit import TokenBucket
+from orchestrator.settings import OrchestratorSettings
 
 
 @dataclass
-class ScriptedErp:
-    """Raises the scripted errors in order, then succeeds; `commit_before_fail` stores first."""
+class FakeSystem:
+    """Records by (object type, external ID); `fail[op]` errors are raised in order first."""
 
-    failures: list[ConnectorError] = field(default_factory=list)
+    system: System
+    fail: dict[str, list[ConnectorError]] = field(default_factory=lambda: defaultdict(list))
     commit_before_fail: bool = False
-    records: dict[str, TargetRecord] = field(default_factory=dict)
-    posts: list[CallContext] = field(default_factory=list)
+    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, CallContext]] = field(default_factory=list)
     lookups: int = 0
 
-    async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
-        self.posts.append(ctx)
-        if self.failures:
-            error = self.failures.pop(0)
+    def _do(
+        self, op: str, object_type: str, external_id: str, ctx: CallContext, **values: Any
+    ) -> TargetRecord:
+        self.calls.append((op, ctx))
+        key = (object_type, external_id)
+        if self.fail.get(op):
+            error = self.fail[op].pop(0)
             if self.commit_before_fail:
-                self._store(invoice.invoice_id)
+                self._store(key, values)
             raise error
-        return self._store(invoice.invoice_id)
+        return self._record(key, self._store(key, values))
 
-    async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
-        self.lookups += 1
-        return self.records.get(external_id)
+    def _store(self, key: tuple[str, str], values: dict[str, Any]) -> dict[str, Any]:
+        record = self.records.setdefault(key, {"id": str(len(self.records) + 1)})
+        record.update(values)
+        return record
+
+    def _record(self, key: tuple[str, str], record: dict[str, Any]) -> TargetRecord:
+        return TargetRecord(self.system, key[0], record["id"], key[1], 200)
+
+    def ops(self) -> list[str]:
+        return [op for op, _ in self.calls]
 
     async def aclose(self) -> None:
         return None
 
-    def _store(self, external_id: str) -> TargetRecord:
-        record = self.records.setdefault(
-            external_id,
-            TargetRecord(System.ERP, "invoice", str(len(self.records) + 1), external_id, 204),
+
+class ScriptedErp(FakeSystem):
+    def __init__(
+        self, failures: list[ConnectorError] | None = None, commit_before_fail: bool = False
+    ) -> None:
+        super().__init__(System.ERP, commit_before_fail=commit_before_fail)
+        self.fail["post_invoice"] = list(failures or [])
+
+    @property
+    def posts(self) -> list[CallContext]:
+        return [ctx for op, ctx in self.calls if op == "post_invoice"]
+
+    async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
+        return self._do(
+            "post_invoice", "invoice", invoice.invoice_id, ctx, amount=invoice.amount_minor
         )
-        return record
+
+    async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        self.lookups += 1
+        record = self.records.get(("invoice", external_id))
+        return self._record(("invoice", external_id), record) if record else None
+
+    async def upsert_customer(
+        self, *, customer_id: str, currency: str, ctx: CallContext
+    ) -> TargetRecord:
+        return self._do("upsert_customer", "customer", customer_id, ctx, currency=currency)
+
+    async def upsert_contract(
+        self, *, subscription: Subscription, ctx: CallContext
+    ) -> TargetRecord:
+        return self._do(
+            "upsert_contract",
+            "contract",
+            subscription.subscription_id,
+            ctx,
+            value=subscription.contract_value_minor,
+            ended=False,
+        )
+
+    async def end_contract(self, *, subscription: Subscription, ctx: CallContext) -> TargetRecord:
+        return self._do("end_contract", "contract", subscription.subscription_id, ctx, ended=True)
+
+    async def apply_payment(self, *, payment: Payment, ctx: CallContext) -> TargetRecord:
+        if ("invoice", payment.invoice_id) not in self.records:
+            raise Terminal(f"invoice {payment.invoice_id} is not in the ERP", http_status=400)
+        return self._do(
+            "apply_payment", "payment", payment.invoice_id, ctx, amount=payment.amount_minor
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FakeCrm(FakeSystem):
+    def __init__(self) -> None:
+        super().__init__(System.CRM)
+
+    async def upsert_account(self, *, customer_id: str, ctx: CallContext) -> TargetRecord:
+        return self._do("upsert_account", "company", customer_id, ctx)
+
+    async def upsert_contract(
+        self, *, subscription: Subscription, value_minor: int, ctx: CallContext
+    ) -> TargetRecord:
+        return self._do(
+            "upsert_contract", "deal", subscription.subscription_id, ctx, amount=value_minor
+        )
+
+    async def create_task(
+        self, *, external_id: str, subject: str, body: str, due: datetime | None, ctx: CallContext
+    ) -> TargetRecord:
+        return self._do("create_task", "task", external_id, ctx, subject=subject, due=due)
+
+
+class FakeProvisioning(FakeSystem):
+    def __init__(self) -> None:
+        super().__init__(System.PROVISIONING)
+
+    async def set_tenant(
+        self, *, subscription: Subscription, enabled: bool, ctx: CallContext
+    ) -> TargetRecord:
+        return self._do("set_tenant", "tenant", subscription.subscription_id, ctx, enabled=enabled)
+
+
+class FakeSupport(FakeSystem):
+    def __init__(self) -> None:
+        super().__init__(System.SUPPORT)
+
+    async def open_ticket(
+        self, *, external_id: str, customer_id: str, subject: str, body: str, ctx: CallContext
+    ) -> TargetRecord:
+        return self._do("open_ticket", "ticket", external_id, ctx, subject=subject)
+
+
+@dataclass
+class Fakes:
+    erp: ScriptedErp = field(default_factory=ScriptedErp)
+    crm: FakeCrm = field(default_factory=FakeCrm)
+    provisioning: FakeProvisioning = field(default_factory=FakeProvisioning)
+    support: FakeSupport = field(default_factory=FakeSupport)
+
+
+def fake_deps(
+    settings: OrchestratorSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: ArqRedis,
+    fakes: Fakes,
+) -> WorkerDeps:
+
+    return WorkerDeps(
+        settings=settings,
+        sessionmaker=sessionmaker,
+        redis=redis,
+        erp=fakes.erp,
+        crm=fakes.crm,
+        provisioning=fakes.provisioning,
+        support=fakes.support,
+        limiter=TokenBucket(redis, limits={}),
+    )

@@ -1,10 +1,14 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
+from fastapi.responses import StreamingResponse
 
-from api.deps import SessionDep, ViewerDep
+from api import csv_export, replay
+from api.deps import SessionDep, StateDep, ViewerDep, mutation
+from api.errors import MUTATING, error_responses
 from api.schemas import (
+    INT64_MAX,
     AttemptRead,
     EventRead,
     ExceptionRead,
@@ -15,43 +19,71 @@ from api.schemas import (
     TransactionDetail,
     TransactionRead,
 )
+from api.schemas_actions import ReplayCreate, ReplayRead, ResolveCreate, ResolveRead
 from lineage import queries
-from lineage.enums import System, TxState
+from lineage.apikeys import Principal
+from lineage.enums import Role, System, TxState
+from orchestrator.client.queue import try_enqueue_wakeup
 
-router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
+router = APIRouter(
+    prefix="/v1/transactions", tags=["transactions"], responses=error_responses(400, 401, 403, 422)
+)
 
 
-@router.get("")
+@router.get(
+    "",
+    response_model=Page[TransactionRead],
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 async def list_transactions(
     session: SessionDep,
+    state_dep: StateDep,
     _principal: ViewerDep,
     state: Annotated[list[TxState] | None, Query()] = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
     source: Annotated[System | None, Query(description="The source system")] = None,
+    target: Annotated[System | None, Query(description="A target system of its steps")] = None,
     since: Annotated[datetime | None, Query(description="Received at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Received before (ISO 8601)")] = None,
     business_key: Annotated[
         str | None, Query(max_length=255, description="A customer, subscription or invoice ID")
     ] = None,
+    min_amount_minor: Annotated[int | None, Query(ge=-INT64_MAX, le=INT64_MAX)] = None,
+    max_amount_minor: Annotated[int | None, Query(ge=-INT64_MAX, le=INT64_MAX)] = None,
+    currency: Annotated[str | None, Query(pattern=r"^[A-Za-z]{3}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> Page[TransactionRead]:
-    """Transactions, newest first, with keyset pagination."""
+    fmt: Annotated[
+        Literal["json", "csv"],
+        Query(alias="format", description="csv streams every matching row, ignoring paging"),
+    ] = "json",
+) -> Page[TransactionRead] | StreamingResponse:
+    """Transactions, newest first, with keyset pagination (or all of them as CSV)."""
     flt = queries.TransactionFilter(
         states=tuple(state or ()),
         workflow=workflow,
         source_system=source,
+        target_system=target,
         since=since,
         until=until,
         business_key=business_key,
+        min_amount_minor=min_amount_minor,
+        max_amount_minor=max_amount_minor,
+        currency=currency,
     )
+    if fmt == "csv":
+        return StreamingResponse(
+            csv_export.transaction_rows(state_dep["sessionmaker"], flt),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="transactions.csv"'},
+        )
     rows, next_cursor = await queries.list_transactions(session, flt, limit=limit, cursor=cursor)
     return Page[TransactionRead](
         items=[TransactionRead.model_validate(row) for row in rows], next_cursor=next_cursor
     )
 
 
-@router.get("/{correlation_id}", responses={404: {"description": "No such transaction."}})
+@router.get("/{correlation_id}", responses=error_responses(404))
 async def get_transaction(
     correlation_id: str, session: SessionDep, _principal: ViewerDep
 ) -> TransactionDetail:
@@ -82,3 +114,34 @@ async def get_transaction(
 def _fields(schema: type[RunRead] | type[StepRead], row: object) -> dict[str, object]:
     nested = {"steps", "attempts"}
     return {name: getattr(row, name) for name in schema.model_fields if name not in nested}
+
+
+@router.post("/{correlation_id}/replay", status_code=202, responses=MUTATING)
+async def replay_transaction(
+    correlation_id: str,
+    replay_in: ReplayCreate,
+    session: SessionDep,
+    state: StateDep,
+    background: BackgroundTasks,
+    principal: Annotated[Principal, Depends(mutation(Role.OPS, action="transaction.replay"))],
+) -> ReplayRead:
+    """Start a new run of a settled transaction; the same idempotency keys mean no second copy.
+
+    The answer reports whether lineage shows the target already holding the record (the run
+    will then find it instead of posting) and, for an edited payload, the diff to the original.
+    """
+    result = await replay.replay_one(session, correlation_id, replay_in, principal=principal)
+    # After the commit (the session dependency commits before the response is sent).
+    background.add_task(try_enqueue_wakeup, state["arq"], correlation_id)
+    return result
+
+
+@router.post("/{correlation_id}/resolve", responses=MUTATING)
+async def resolve_transaction(
+    correlation_id: str,
+    resolve_in: ResolveCreate,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(mutation(Role.OPS, action="transaction.resolve"))],
+) -> ResolveRead:
+    """Close a settled transaction by hand; its open exceptions close with it."""
+    return await replay.resolve_one(session, correlation_id, resolve_in, principal=principal)

@@ -13,6 +13,8 @@ class Workflow(StrEnum):
     INVOICE_GENERATED = "invoice_generated"
     INVOICE_PAID = "invoice_paid"
     PAYMENT_FAILED = "payment_failed"
+    DEAL_CLOSED_WON = "deal_closed_won"
+    RENEWAL_RISK = "renewal_risk"
 
 
 class CanonicalType(StrEnum):
@@ -114,6 +116,20 @@ class Payment(BaseModel):
     failure_message: str | None = None
 
 
+class DealEvent(BaseModel):
+    """A CRM deal change Concord acts on: won (quote-to-cash) or flagged as a renewal risk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deal_id: str = Field(min_length=1, max_length=255)
+    portal_id: str | None = None
+    property_name: str
+    property_value: str
+    # The deal's external ID property: the billing subscription it belongs to, when it has one.
+    source_id: str | None = None
+    occurred_at: datetime | None = None
+
+
 class BusinessKeys(BaseModel):
     """The columns a transaction is found and grouped by."""
 
@@ -127,7 +143,7 @@ class BusinessKeys(BaseModel):
     occurred_at: datetime | None = None
 
 
-Canonical = Invoice | SubscriptionChange | Payment
+Canonical = Invoice | SubscriptionChange | Payment | DealEvent
 
 
 class Routed(BaseModel):

@@ -19,6 +19,7 @@ QUEUE_NAME = "concord:queue"
 class JobName(StrEnum):
     RUN_TRANSACTION = "run_transaction"
     SWEEP = "sweep"
+    RECONCILE = "reconcile"
 
 
 class QueueSettings(LineageSettings):
@@ -28,7 +29,8 @@ class QueueSettings(LineageSettings):
 
 # Job arguments are IDs and plain values only, so JSON is enough and nothing is unpickled.
 def serialize_job(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
+    # default=str: arq stores a failed job's exception as its result; keep its text, not the object.
+    return json.dumps(data, separators=(",", ":"), default=str).encode()
 
 
 def deserialize_job(raw: bytes) -> dict[str, Any]:

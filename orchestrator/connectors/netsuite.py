@@ -1,12 +1,8 @@
 """The ERP port over NetSuite's REST record API (the sandbox speaks the same dialect)."""
 
-import hashlib
-import math
-import secrets
-import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -14,27 +10,23 @@ import httpx
 
 from lineage.enums import System
 from orchestrator.client.canonical import Invoice
-from orchestrator.connectors.errors import Conflict, ConnectorError, Retryable, Terminal
+from orchestrator.connectors.errors import ConnectorError, Retryable, Terminal
+from orchestrator.connectors.http import HttpAdapter, classify_status, traceparent
 from orchestrator.connectors.money import to_major
-from orchestrator.connectors.ports import CallContext, TargetRecord
+from orchestrator.connectors.ports import (
+    CallContext,
+    CustomerRecord,
+    JournalEntryRecord,
+    PaymentRecord,
+    RevenueScheduleRecord,
+    TargetRecord,
+)
 
+__all__ = ["NetSuiteErp", "classify_response", "invoice_body", "traceparent"]
+
+RECORD_PATH = "/record/v1"
 INVOICE_PATH = "/record/v1/invoice"
 _SUCCESS = frozenset({200, 201, 204})
-
-
-def traceparent(correlation_id: str) -> str:
-    """A W3C traceparent whose trace id is the correlation ID, so traces and lineage line up."""
-    try:
-        trace_id = uuid.UUID(correlation_id).hex
-    except ValueError:
-        trace_id = "0" * 32
-    if trace_id == "0" * 32:
-        # Not a UUID (or the nil one, which W3C forbids): still one stable trace per correlation.
-        trace_id = hashlib.sha256(correlation_id.encode()).hexdigest()[:32]
-    span_id = secrets.token_hex(8)
-    while span_id == "0" * 16:
-        span_id = secrets.token_hex(8)
-    return f"00-{trace_id}-{span_id}-01"
 
 
 def _json_amount(amount_minor: int, currency: str) -> float:
@@ -79,24 +71,6 @@ def invoice_body(invoice: Invoice, *, now: datetime | None = None) -> dict[str, 
     }
 
 
-def _retry_after_s(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _vendor_detail(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -108,38 +82,99 @@ def _vendor_detail(response: httpx.Response) -> str:
 
 def classify_response(response: httpx.Response, *, action: str) -> ConnectorError:
     """The connector error for a NetSuite answer that is not the success the call expected."""
-    status = response.status_code
-    message = f"NetSuite {action} answered {status}: {_vendor_detail(response)}"
-    if status == 409:
-        return Conflict(message, http_status=status)
-    if status == 429:
-        retry_after = _retry_after_s(response.headers.get("Retry-After"))
-        return Retryable(
-            message, http_status=status, classification="rate_limit", retry_after_s=retry_after
-        )
-    if status == 408:
-        return Retryable(message, http_status=status, classification="timeout")
-    if status >= 500:
-        return Retryable(message, http_status=status, classification="server")
-    if status in (401, 403):
-        return Terminal(message, http_status=status, classification="auth")
-    if 400 <= status < 500:
-        return Terminal(message, http_status=status, classification="validation")
-    # A redirect or an unexpected 2xx: the contract is broken, and a retry would see the same.
-    return Terminal(message, http_status=status, classification="protocol")
+    message = f"NetSuite {action} answered {response.status_code}: {_vendor_detail(response)}"
+    return classify_status(response, message)
 
 
-def _record_id_from_location(location: str | None) -> str | None:
+def _record_id_from_location(location: str | None, record_type: str = "invoice") -> str | None:
     if not location:
         return None
     parent, _, last = urlsplit(location).path.rstrip("/").rpartition("/")
-    if not last or not parent.endswith(INVOICE_PATH):
+    if not last or not parent.endswith(f"{RECORD_PATH}/{record_type}"):
         return None
     return unquote(last)
 
 
+def _date(value: date) -> str:
+    return value.isoformat()
+
+
+def customer_body(customer: CustomerRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {"externalId": customer.external_id, "companyName": customer.name}
+    if customer.email:
+        body["email"] = customer.email
+    if customer.currency:
+        body["currency"] = {"refName": customer.currency}
+    return body
+
+
+def payment_body(payment: PaymentRecord) -> dict[str, Any]:
+    amount = _json_amount(payment.amount_minor, payment.currency)
+    return {
+        "externalId": payment.external_id,
+        "customer": {"externalId": payment.customer_external_id},
+        "currency": {"refName": payment.currency},
+        "tranDate": _date(payment.paid_on),
+        "payment": amount,
+        "apply": {
+            "items": [
+                {
+                    "doc": {"externalId": payment.invoice_external_id},
+                    "apply": True,
+                    "amount": amount,
+                }
+            ]
+        },
+    }
+
+
+def journal_entry_body(entry: JournalEntryRecord) -> dict[str, Any]:
+    lines: list[dict[str, Any]] = []
+    for line in entry.lines:
+        if (line.debit_minor > 0) == (line.credit_minor > 0):
+            raise Terminal(f"journal line on {line.account} needs exactly one of debit or credit")
+        side, minor = (
+            ("debit", line.debit_minor) if line.debit_minor else ("credit", line.credit_minor)
+        )
+        item: dict[str, Any] = {
+            "account": {"id": line.account},
+            side: _json_amount(minor, entry.currency),
+        }
+        if line.memo:
+            item["memo"] = line.memo
+        lines.append(item)
+    body: dict[str, Any] = {
+        "externalId": entry.external_id,
+        "currency": {"refName": entry.currency},
+        "tranDate": _date(entry.posted_on),
+        "line": {"items": lines},
+    }
+    if entry.memo:
+        body["memo"] = entry.memo
+    return body
+
+
+def revenue_schedule_body(schedule: RevenueScheduleRecord) -> dict[str, Any]:
+    currency = schedule.currency
+    return {
+        "externalId": schedule.external_id,
+        "createdFrom": {"externalId": schedule.invoice_external_id},
+        "currency": {"refName": currency},
+        "amount": _json_amount(schedule.amount_minor, currency),
+        "plannedRevenue": {
+            "items": [
+                {"postingPeriod": p, "amount": _json_amount(a, currency)}
+                for p, a in schedule.periods
+            ]
+        },
+    }
+
+
 class NetSuiteErp:
-    """ErpConnector over NetSuite REST; raises connectors.errors types, never httpx ones."""
+    """ErpConnector (and ErpLedgerConnector) over NetSuite REST; raises connectors.errors types.
+
+    With `allow` (and no client), calls pass the outbound guard with that allow-list.
+    """
 
     def __init__(
         self,
@@ -147,39 +182,56 @@ class NetSuiteErp:
         *,
         timeout_s: float = 10.0,
         client: httpx.AsyncClient | None = None,
+        allow: Sequence[str] | None = None,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._timeout = httpx.Timeout(timeout_s)
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(follow_redirects=False)
-
-    async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
-        body = invoice_body(invoice)
-        headers = {"Idempotency-Key": ctx.idempotency_key, **self._trace_headers(ctx)}
-        action = f"POST {INVOICE_PATH}"
-        response = await self._send("POST", INVOICE_PATH, action=action, json=body, headers=headers)
-        if response.status_code not in _SUCCESS:
-            raise classify_response(response, action=action)
-        record_id = _record_id_from_location(response.headers.get("Location"))
-        if record_id is None:
-            # The invoice was probably created: the caller must look it up, not post blind.
-            raise Retryable(
-                f"NetSuite {action} answered {response.status_code} without a record Location",
-                http_status=response.status_code,
-                classification="protocol",
-            )
-        return TargetRecord(
-            system=System.ERP,
-            object_type="invoice",
-            record_id=record_id,
-            external_id=invoice.invoice_id,
-            http_status=response.status_code,
+        self._http = HttpAdapter(
+            "NetSuite",
+            base_url,
+            timeout_s=timeout_s,
+            client=client,
+            allow=allow,
+            detail=_vendor_detail,
         )
 
+    async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
+        return await self._create("invoice", invoice_body(invoice), invoice.invoice_id, ctx)
+
     async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
-        path = f"{INVOICE_PATH}/eid:{quote(external_id, safe='')}"
-        action = f"GET {INVOICE_PATH}/eid:{external_id}"
-        response = await self._send("GET", path, action=action, headers=self._trace_headers(ctx))
+        return await self.find_record("invoice", external_id, ctx=ctx)
+
+    async def upsert_customer(self, customer: CustomerRecord, *, ctx: CallContext) -> TargetRecord:
+        """PUT by external ID: creates or updates, so a repeat is harmless by construction."""
+        path = f"{RECORD_PATH}/customer/eid:{quote(customer.external_id, safe='')}"
+        action = f"PUT {RECORD_PATH}/customer/eid:{customer.external_id}"
+        headers = {"Idempotency-Key": ctx.idempotency_key}
+        response = await self._http.send(
+            "PUT", path, action=action, ctx=ctx, json=customer_body(customer), headers=headers
+        )
+        return self._created(response, "customer", customer.external_id, action)
+
+    async def post_payment(self, payment: PaymentRecord, *, ctx: CallContext) -> TargetRecord:
+        return await self._create(
+            "customerpayment", payment_body(payment), payment.external_id, ctx
+        )
+
+    async def post_journal_entry(
+        self, entry: JournalEntryRecord, *, ctx: CallContext
+    ) -> TargetRecord:
+        return await self._create("journalentry", journal_entry_body(entry), entry.external_id, ctx)
+
+    async def post_revenue_schedule(
+        self, schedule: RevenueScheduleRecord, *, ctx: CallContext
+    ) -> TargetRecord:
+        return await self._create(
+            "revenueplan", revenue_schedule_body(schedule), schedule.external_id, ctx
+        )
+
+    async def find_record(
+        self, object_type: str, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None:
+        path = f"{RECORD_PATH}/{object_type}/eid:{quote(external_id, safe='')}"
+        action = f"GET {RECORD_PATH}/{object_type}/eid:{external_id}"
+        response = await self._http.send("GET", path, action=action, ctx=ctx)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -188,68 +240,61 @@ class NetSuiteErp:
             record = response.json()
             record_id, found_external_id = str(record["id"]), record["externalId"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise Terminal(
-                f"NetSuite {action} answered 200 without a record: {response.text[:500]}",
-                http_status=200,
-                classification="protocol",
-            ) from exc
+            raise self._http.protocol_error(response, action, "without a record") from exc
         if found_external_id != external_id:
             raise Terminal(
                 f"NetSuite {action} answered with externalId {found_external_id!r}",
                 http_status=200,
                 classification="protocol",
             )
-        return TargetRecord(
-            system=System.ERP,
-            object_type="invoice",
-            record_id=record_id,
-            external_id=external_id,
-            http_status=200,
-        )
+        return TargetRecord(System.ERP, object_type, record_id, external_id, http_status=200)
+
+    async def list_records(
+        self, object_type: str, *, period: str, ctx: CallContext
+    ) -> list[dict[str, Any]]:
+        """Every record of a type in a period (YYYY-MM), following pages; for reconciliation."""
+        records: list[dict[str, Any]] = []
+        action = f"GET {RECORD_PATH}/{object_type}?period={period}"
+        while True:
+            params: dict[str, str | int] = {"period": period, "limit": 1000, "offset": len(records)}
+            response = await self._http.send(
+                "GET", f"{RECORD_PATH}/{object_type}", action=action, ctx=ctx, params=params
+            )
+            if response.status_code != 200:
+                raise classify_response(response, action=action)
+            page = self._http.json(response, action)
+            records.extend(page.get("items", []))
+            if not page.get("hasMore") or not page.get("items"):
+                return records
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        await self._http.aclose()
+
+    async def _create(
+        self, record_type: str, body: dict[str, Any], external_id: str, ctx: CallContext
+    ) -> TargetRecord:
+        path = f"{RECORD_PATH}/{record_type}"
+        action = f"POST {path}"
+        headers = {"Idempotency-Key": ctx.idempotency_key}
+        response = await self._http.send(
+            "POST", path, action=action, ctx=ctx, json=body, headers=headers
+        )
+        return self._created(response, record_type, external_id, action)
 
     @staticmethod
-    def _trace_headers(ctx: CallContext) -> dict[str, str]:
-        return {
-            "X-Correlation-ID": ctx.correlation_id,
-            "traceparent": traceparent(ctx.correlation_id),
-        }
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        action: str,
-        headers: dict[str, str],
-        json: dict[str, Any] | None = None,
-    ) -> httpx.Response:
-        try:
-            return await self._client.request(
-                method,
-                f"{self._base_url}{path}",
-                json=json,
-                headers=headers,
-                timeout=self._timeout,
-                follow_redirects=False,
+    def _created(
+        response: httpx.Response, record_type: str, external_id: str, action: str
+    ) -> TargetRecord:
+        if response.status_code not in _SUCCESS:
+            raise classify_response(response, action=action)
+        record_id = _record_id_from_location(response.headers.get("Location"), record_type)
+        if record_id is None:
+            # The record was probably created: the caller must look it up, not post blind.
+            raise Retryable(
+                f"NetSuite {action} answered {response.status_code} without a record Location",
+                http_status=response.status_code,
+                classification="protocol",
             )
-        except httpx.TimeoutException as exc:
-            raise Retryable(
-                f"NetSuite {action} timed out: {exc!r}", classification="timeout"
-            ) from exc
-        except httpx.UnsupportedProtocol as exc:
-            raise Terminal(
-                f"NetSuite base URL is unusable: {exc}", classification="config"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise Retryable(
-                f"NetSuite {action} failed: {exc!r}", classification="connection"
-            ) from exc
-        except httpx.RequestError as exc:
-            # E.g. an undecodable body after the server acted: the outcome is unknown.
-            raise Retryable(
-                f"NetSuite {action} failed: {exc!r}", classification="protocol"
-            ) from exc
+        return TargetRecord(
+            System.ERP, record_type, record_id, external_id, http_status=response.status_code
+        )

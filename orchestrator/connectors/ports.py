@@ -1,6 +1,7 @@
 """What the workflows need of each outside system; adapters implement these."""
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Protocol
 
 from lineage.enums import System
@@ -34,5 +35,167 @@ class ErpConnector(Protocol):
     async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         """Look an invoice up by the external ID Concord gave it."""
         ...
+
+    async def aclose(self) -> None: ...
+
+
+# -- Records the other ports carry (money in integer minor units, ISO 4217 currency) -----------
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    external_id: str
+    name: str
+    email: str | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """A payment received and applied to one invoice, both named by their external IDs."""
+
+    external_id: str
+    customer_external_id: str
+    invoice_external_id: str
+    amount_minor: int
+    currency: str
+    paid_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class JournalLine:
+    account: str
+    debit_minor: int = 0
+    credit_minor: int = 0
+    memo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntryRecord:
+    external_id: str
+    currency: str
+    posted_on: date
+    lines: tuple[JournalLine, ...]
+    memo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueScheduleRecord:
+    """Revenue of one invoice recognised over periods ("YYYY-MM", amount_minor)."""
+
+    external_id: str
+    invoice_external_id: str
+    currency: str
+    amount_minor: int
+    periods: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyRecord:
+    external_id: str
+    name: str
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DealRecord:
+    external_id: str
+    name: str
+    amount_minor: int
+    currency: str
+    stage: str
+    company_external_id: str | None = None
+    close_date: date | None = None
+    renewal_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    external_id: str
+    subject: str
+    body: str = ""
+    priority: str = "MEDIUM"
+    due: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    external_id: str
+    name: str
+    plan: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRecord:
+    external_id: str
+    subject: str
+    body: str = ""
+    priority: str = "normal"
+    tags: tuple[str, ...] = ()
+
+
+class ErpLedgerConnector(ErpConnector, Protocol):
+    """The ERP beyond invoices. Creates raise Conflict on a known external ID; upserts do not."""
+
+    async def upsert_customer(
+        self, customer: CustomerRecord, *, ctx: CallContext
+    ) -> TargetRecord: ...
+
+    async def post_payment(self, payment: PaymentRecord, *, ctx: CallContext) -> TargetRecord: ...
+
+    async def post_journal_entry(
+        self, entry: JournalEntryRecord, *, ctx: CallContext
+    ) -> TargetRecord: ...
+
+    async def post_revenue_schedule(
+        self, schedule: RevenueScheduleRecord, *, ctx: CallContext
+    ) -> TargetRecord: ...
+
+    async def find_record(
+        self, object_type: str, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None: ...
+
+
+class BillingConnector(Protocol):
+    """Billing is a source: Concord reads it to look things up and to reconcile."""
+
+    async def get_invoice(self, invoice_id: str, *, ctx: CallContext) -> Invoice | None: ...
+
+    async def list_invoices(
+        self, *, since: datetime, until: datetime, ctx: CallContext
+    ) -> list[Invoice]: ...
+
+    async def find_customer(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class CrmConnector(Protocol):
+    async def upsert_company(self, company: CompanyRecord, *, ctx: CallContext) -> TargetRecord: ...
+
+    async def upsert_deal(self, deal: DealRecord, *, ctx: CallContext) -> TargetRecord: ...
+
+    async def create_task(self, task: TaskRecord, *, ctx: CallContext) -> TargetRecord: ...
+
+    async def find(
+        self, object_type: str, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProvisioningConnector(Protocol):
+    async def set_tenant(self, tenant: TenantRecord, *, ctx: CallContext) -> TargetRecord: ...
+
+    async def find_tenant(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SupportConnector(Protocol):
+    async def open_ticket(self, ticket: TicketRecord, *, ctx: CallContext) -> TargetRecord: ...
+
+    async def find_ticket(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
 
     async def aclose(self) -> None: ...

@@ -150,3 +150,12 @@ async def test_detail_of_a_received_transaction(
     }
     # Raw payloads are for admins (DESIGN.md); the detail never carries them.
     assert "payload" not in detail["event"]
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_me_names_the_key_and_its_role(
+    client: httpx.AsyncClient, api_keys: dict[Role, str], role: Role
+) -> None:
+    response = await client.get("/v1/me", headers=_auth(api_keys[role]))
+
+    assert response.json() == {"name": f"test-{role}", "role": role.value}

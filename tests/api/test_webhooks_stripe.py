@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -22,101 +23,83 @@ def finalized_body() -> bytes:
     return json.dumps(stripe_event(invoice=new_invoice())).encode()
 
 
-def _signature_cases() -> list[tuple[str, bytes, dict[str, str], int, str]]:
-    body = finalized_body()
-    now = int(time.time())
-    good = sign(body)
-    return [
-        ("missing header", body, JSON, 400, "signature_missing"),
-        (
-            "not key=value",
-            body,
-            {**JSON, "Stripe-Signature": "garbage"},
-            400,
-            "signature_malformed",
-        ),
-        (
-            "no timestamp",
-            body,
-            {**JSON, "Stripe-Signature": good.split(",", 1)[1]},
-            400,
-            "signature_malformed",
-        ),
-        (
-            "v0 scheme only",
-            body,
-            {**JSON, "Stripe-Signature": good.replace("v1=", "v0=")},
-            400,
-            "signature_malformed",
-        ),
-        (
-            "other secret",
-            body,
-            signed_headers(body, secret="whsec_other"),
-            400,
-            "signature_mismatch",
-        ),
-        (
-            "body changed after signing",
-            body + b" ",
-            {**JSON, "Stripe-Signature": good},
-            400,
-            "signature_mismatch",
-        ),
-        # Headers are signed at collection time: keep a margin so a slow run stays outside.
-        ("330 s old", body, signed_headers(body, timestamp=now - 330), 400, "timestamp_expired"),
-        (
-            "330 s ahead",
-            body,
-            signed_headers(body, timestamp=now + 330),
-            400,
-            "timestamp_in_future",
-        ),
-        ("invalid JSON", b"{not json", signed_headers(b"{not json"), 400, "invalid_json"),
-        ("JSON array", b"[1, 2]", signed_headers(b"[1, 2]"), 400, "not_an_event"),
-        (
-            "object without type",
-            b'{"id": "evt_1", "data": {"object": {}}}',
-            signed_headers(b'{"id": "evt_1", "data": {"object": {}}}'),
-            400,
-            "not_an_event",
-        ),
-        (
-            "not an event object",
-            b'{"id": "in_1", "object": "invoice", "type": "x", "data": {"object": {}}}',
-            signed_headers(
-                b'{"id": "in_1", "object": "invoice", "type": "x", "data": {"object": {}}}'
-            ),
-            400,
-            "not_an_event",
-        ),
-        (
-            "form content type",
-            body,
-            {**signed_headers(body), "Content-Type": "text/plain"},
-            415,
-            "unsupported_media_type",
-        ),
-    ]
+Headers = Callable[[bytes], dict[str, str]]
+NOT_AN_EVENT_OBJECT = b'{"id": "in_1", "object": "invoice", "type": "x", "data": {"object": {}}}'
+
+
+def _with(header: Callable[[str], str]) -> Headers:
+    """A header built from a good signature of the body, made when the test runs."""
+    return lambda body: {**JSON, "Stripe-Signature": header(sign(body))}
+
+
+# (case, body, headers from body, status, code): signed when the test runs, never at collection,
+# so a long suite cannot push a signature out of its 300 s window.
+CASES: list[tuple[str, bytes | None, Headers, int, str]] = [
+    ("missing header", None, lambda _body: JSON, 400, "signature_missing"),
+    ("not key=value", None, _with(lambda _good: "garbage"), 400, "signature_malformed"),
+    ("no timestamp", None, _with(lambda good: good.split(",", 1)[1]), 400, "signature_malformed"),
+    (
+        "v0 scheme only",
+        None,
+        _with(lambda good: good.replace("v1=", "v0=")),
+        400,
+        "signature_malformed",
+    ),
+    (
+        "other secret",
+        None,
+        lambda body: signed_headers(body, secret="whsec_other"),
+        400,
+        "signature_mismatch",
+    ),
+    ("invalid JSON", b"{not json", signed_headers, 400, "invalid_json"),
+    ("JSON array", b"[1, 2]", signed_headers, 400, "not_an_event"),
+    (
+        "object without type",
+        b'{"id": "evt_1", "data": {"object": {}}}',
+        signed_headers,
+        400,
+        "not_an_event",
+    ),
+    ("not an event object", NOT_AN_EVENT_OBJECT, signed_headers, 400, "not_an_event"),
+    (
+        "form content type",
+        None,
+        lambda body: {**signed_headers(body), "Content-Type": "text/plain"},
+        415,
+        "unsupported_media_type",
+    ),
+]
 
 
 @pytest.mark.parametrize(
-    ("body", "headers", "status", "code"),
-    [case[1:] for case in _signature_cases()],
-    ids=[case[0] for case in _signature_cases()],
+    ("body", "headers", "status", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 async def test_refused_requests_store_nothing(
     client: httpx.AsyncClient,
     sessionmaker: async_sessionmaker[AsyncSession],
-    body: bytes,
-    headers: dict[str, str],
+    body: bytes | None,
+    headers: Headers,
     status: int,
     code: str,
 ) -> None:
-    response = await client.post(URL, content=body, headers=headers)
+    content = body if body is not None else finalized_body()
+
+    response = await client.post(URL, content=content, headers=headers(content))
 
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+    assert await inbox_counts(sessionmaker) == (0, 0)
+
+
+async def test_body_changed_after_signing_is_a_mismatch(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    body = finalized_body()
+
+    response = await client.post(URL, content=body + b" ", headers=signed_headers(body))
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "signature_mismatch")
     assert await inbox_counts(sessionmaker) == (0, 0)
 
 
@@ -151,6 +134,25 @@ async def test_oversize_body_is_refused_before_it_is_read(
     assert declared.status_code == 413
     assert declared.json()["error"]["code"] == "payload_too_large"
     assert streamed.status_code == 413
+    assert await inbox_counts(sessionmaker) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("skew_s", "code"), [(-330, "timestamp_expired"), (330, "timestamp_in_future")]
+)
+async def test_clock_skew_beyond_tolerance_is_refused(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    skew_s: int,
+    code: str,
+) -> None:
+    body = finalized_body()
+
+    response = await client.post(
+        URL, content=body, headers=signed_headers(body, timestamp=int(time.time()) + skew_s)
+    )
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, code)
     assert await inbox_counts(sessionmaker) == (0, 0)
 
 

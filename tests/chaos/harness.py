@@ -41,6 +41,7 @@ class System:
             "CONCORD_DATABASE_URL": self.database_url,
             "CONCORD_REDIS_URL": self.redis_url,
             "CONCORD_ERP_URL": self.erp_url,
+            "CONCORD_OUTBOUND_ALLOWLIST": "127.0.0.1",
             # Short leases and a fast sweeper, so recovery shows within a test's patience.
             "CONCORD_JOB_TIMEOUT_S": "5",
             "CONCORD_LEASE_S": "6",

@@ -19,9 +19,8 @@ from orchestrator.client.queue import queue_pool
 from orchestrator.connectors.errors import Conflict, Retryable, Terminal
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
-from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
-from tests.fakes import ScriptedErp
+from tests.fakes import Fakes, ScriptedErp, fake_deps
 
 DepsFactory = Callable[..., WorkerDeps]
 
@@ -32,19 +31,14 @@ async def make_deps(
 ) -> AsyncIterator[DepsFactory]:
     pools: list[ArqRedis] = []
 
-    def build(erp: ScriptedErp, **settings: object) -> WorkerDeps:
+    def build(erp: ScriptedErp, **overrides: object) -> WorkerDeps:
         pool = queue_pool(redis_url)
         pools.append(pool)
-        options: dict[str, object] = {"retry_base_s": 0.0, "retry_cap_s": 0.0, **settings}
-        return WorkerDeps(
-            settings=OrchestratorSettings.model_validate(
-                {"database_url": database_url, "redis_url": redis_url, **options}
-            ),
-            sessionmaker=sessionmaker,
-            redis=pool,
-            erp=erp,
-            limiter=TokenBucket(pool, limits={}),
+        options: dict[str, object] = {"retry_base_s": 0.0, "retry_cap_s": 0.0, **overrides}
+        settings = OrchestratorSettings.model_validate(
+            {"database_url": database_url, "redis_url": redis_url, **options}
         )
+        return fake_deps(settings, sessionmaker, pool, Fakes(erp=erp))
 
     yield build
     for pool in pools:
@@ -117,7 +111,7 @@ async def test_retryable_failures_then_success_post_once(
     assert [(a.outcome, a.http_status) for a in attempts] == [
         (AttemptOutcome.FAILED, None),
         (AttemptOutcome.FAILED, 503),
-        (AttemptOutcome.SUCCEEDED, 204),
+        (AttemptOutcome.SUCCEEDED, 200),
     ]
     # Every post carried the same idempotency key; lookups preceded the re-posts.
     assert {ctx.idempotency_key for ctx in erp.posts} == {f"{correlation_id}:erp.post_invoice"}

@@ -11,11 +11,10 @@ from lineage.models import BusinessTransaction
 from orchestrator import engine
 from orchestrator.client.canonical import Invoice
 from orchestrator.client.queue import queue_pool
-from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
-from tests.fakes import ScriptedErp
+from tests.fakes import Fakes, ScriptedErp, fake_deps
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -59,12 +58,11 @@ async def test_later_event_waits_for_its_predecessor_then_runs(
 ) -> None:
     pool = queue_pool(redis_url)
     erp = ScriptedErp()
-    deps = WorkerDeps(
-        settings=OrchestratorSettings(database_url=database_url, redis_url=redis_url),
-        sessionmaker=sessionmaker,
-        redis=pool,
-        erp=erp,
-        limiter=TokenBucket(pool, limits={}),
+    deps = fake_deps(
+        OrchestratorSettings(database_url=database_url, redis_url=redis_url),
+        sessionmaker,
+        pool,
+        Fakes(erp=erp),
     )
     # Delivered out of order: the later event arrives (and is woken) first.
     later = await _transaction(sessionmaker, "evt_2", T0 + timedelta(seconds=5))

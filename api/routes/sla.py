@@ -1,0 +1,91 @@
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from api.deps import SessionDep, StateDep, ViewerDep
+from api.durations import DURATION_PATTERN, parse_duration
+from api.errors import GUARDED, ApiError
+from api.schemas_views import SlaBucket, SlaFiguresRead, SlaSummary, SlaTimeseries
+from lineage import sla
+from lineage.clock import utc_now
+
+router = APIRouter(prefix="/v1/sla", tags=["sla"], responses=GUARDED)
+
+MAX_WINDOW = timedelta(days=31)
+MAX_BUCKETS = 2000
+_DEFINITIONS = (
+    "Per transaction received in the window: met = posted (or resolved) within the workflow's "
+    "SLA target; breached = done late, or not done and older than the target; attainment = "
+    "met / (met + breached); overdue = still active past the target; money at risk = amounts "
+    "not done past the target; percentiles (nearest rank) over posted end-to-end latency."
+)
+
+
+@router.get("/summary", description=_DEFINITIONS)
+async def sla_summary(
+    session: SessionDep,
+    state: StateDep,
+    _principal: ViewerDep,
+    window: Annotated[str, Query(pattern=DURATION_PATTERN)] = "24h",
+    group_by: Annotated[Literal["workflow", "target"], Query()] = "workflow",
+) -> SlaSummary:
+    """SLA attainment, latency percentiles, breaches, overdue, open exceptions, money at risk."""
+    span = parse_duration(window, name="window", maximum=MAX_WINDOW)
+    settings = state["settings"]
+    now = utc_now()
+    rows = await sla.load_window(session, since=now - span, until=now)
+    groups = sla.summary(
+        rows,
+        group_by=group_by,
+        targets=settings.sla_targets_s,
+        default_target_s=settings.sla_default_target_s,
+        now=now,
+        window=span,
+    )
+    return SlaSummary(
+        window=window,
+        group_by=group_by,
+        since=now - span,
+        until=now,
+        groups=[SlaFiguresRead.model_validate(g) for g in groups],
+    )
+
+
+@router.get("/timeseries", description=_DEFINITIONS)
+async def sla_timeseries(
+    session: SessionDep,
+    state: StateDep,
+    _principal: ViewerDep,
+    window: Annotated[str, Query(pattern=DURATION_PATTERN)] = "24h",
+    bucket: Annotated[str, Query(pattern=DURATION_PATTERN)] = "5m",
+    workflow: Annotated[str | None, Query(max_length=64)] = None,
+) -> SlaTimeseries:
+    """The same figures per time bucket (by received time), empty buckets included."""
+    span = parse_duration(window, name="window", maximum=MAX_WINDOW)
+    step = parse_duration(bucket, name="bucket", maximum=MAX_WINDOW)
+    if span / step > MAX_BUCKETS:
+        raise ApiError(422, "too_many_buckets", f"window / bucket may be at most {MAX_BUCKETS}")
+    settings = state["settings"]
+    now = utc_now()
+    rows = await sla.load_window(session, since=now - span, until=now, workflow=workflow)
+    series = sla.timeseries(
+        rows,
+        since=now - span,
+        until=now,
+        bucket=step,
+        targets=settings.sla_targets_s,
+        default_target_s=settings.sla_default_target_s,
+        now=now,
+    )
+    return SlaTimeseries(
+        window=window,
+        bucket=bucket,
+        workflow=workflow,
+        since=now - span,
+        until=now,
+        buckets=[
+            SlaBucket(start=start, figures=SlaFiguresRead.model_validate(fig))
+            for start, fig in series
+        ],
+    )

@@ -1,0 +1,135 @@
+"""Concord dashboard: `streamlit run dashboard/app.py` (or `concord dashboard`).
+
+Reads and acts only through the Concord API at CONCORD_API_URL with the signed-in user's
+bearer, so the API enforces roles and writes the audit log. The role only decides what is drawn.
+"""
+
+from typing import Any
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.client import ApiError
+from dashboard.format import humanize
+from dashboard.identity import Identity, whoami
+from dashboard.ui import CSS, api_url
+
+LANDING = {
+    "executive": "sla",
+    "ops": "exceptions",
+    "finance": "reconciliation",
+    "viewer": "transactions",
+}
+ROLE_BLURB = {
+    "viewer": "reads everything but the audit log",
+    "executive": "reads everything; opens on the SLA overview",
+    "finance": "reads everything; runs and resolves reconciliation",
+    "ops": "reads everything; replays, resolves and assigns exceptions",
+    "admin": "everything, including the audit log",
+    "ingest": "may only post events",
+}
+
+
+def oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:
+        # No secrets.toml at all: API keys only.
+        return False
+
+
+def oidc_token() -> str | None:
+    """The signed-in OIDC user's token, forwarded to the API as the bearer.
+
+    Needs `expose_tokens` in the [auth] section. Untested here: no identity provider runs in
+    our test environment, and the API accepts only API keys today.
+    """
+    user: Any = st.user
+    if not getattr(user, "is_logged_in", False):
+        return None
+    tokens = getattr(user, "tokens", None) or {}
+    token = tokens.get("access") or tokens.get("id")
+    return str(token) if token else None
+
+
+def sign_out() -> None:
+    for key in ("auth_token", "auth_identity", "auth_error"):
+        st.session_state.pop(key, None)
+    data.clear_live()
+    if oidc_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
+
+
+def _resolve_identity() -> Identity | None:
+    identity = st.session_state.get("auth_identity")
+    if isinstance(identity, Identity):
+        return identity
+    token = st.session_state.get("auth_token") or (oidc_token() if oidc_configured() else None)
+    if not token:
+        return None
+    try:
+        identity = whoami(data.client(api_url(), str(token)))
+    except ApiError as exc:
+        st.session_state.pop("auth_token", None)
+        st.session_state["auth_error"] = f"{exc.code}: {exc.message}"
+        return None
+    st.session_state["auth_token"] = str(token)
+    st.session_state["auth_identity"] = identity
+    return identity
+
+
+def _sidebar(identity: Identity) -> None:
+    with st.sidebar:
+        st.markdown("### ◆ Concord")
+        st.markdown(f"**{identity.name}**  \n:blue-badge[{humanize(identity.role)}]")
+        st.caption(ROLE_BLURB.get(identity.role, ""))
+        if identity.source == "probe":
+            st.caption("Role inferred from what the API admits (the API has no GET /v1/me yet).")
+        st.caption(f"API: `{api_url()}`")
+        st.button("Sign out", key="auth_sign_out", on_click=sign_out, icon=":material/logout:")
+
+
+def _page(name: str, title: str, icon: str, *, default: bool) -> Any:
+    return st.Page(f"app_pages/{name}.py", title=title, icon=icon, url_path=name, default=default)
+
+
+def pages_for(identity: Identity) -> dict[str, list[Any]]:
+    """The navigation a role sees; pages it cannot use are not listed at all."""
+    if not identity.can_read:
+        return {"": [_page("no_access", "No access", ":material/block:", default=True)]}
+    landing = LANDING.get(identity.role, "sla")
+
+    def page(name: str, title: str, icon: str) -> Any:
+        return _page(name, title, icon, default=name == landing)
+
+    sections: dict[str, list[Any]] = {
+        "Overview": [
+            page("sla", "SLA overview", ":material/speed:"),
+            page("operations", "Operations", ":material/monitor_heart:"),
+        ],
+        "Work": [
+            page("transactions", "Transactions & lineage", ":material/account_tree:"),
+            page("exceptions", "Exceptions", ":material/report:"),
+            page("reconciliation", "Reconciliation", ":material/balance:"),
+        ],
+    }
+    if identity.is_admin:
+        sections["Admin"] = [page("audit", "Audit log", ":material/policy:")]
+    return sections
+
+
+def main() -> None:
+    st.set_page_config(page_title="Concord", page_icon="◆", layout="wide")
+    st.markdown(CSS, unsafe_allow_html=True)
+    identity = _resolve_identity()
+    if identity is None:
+        signin = st.Page(
+            "app_pages/signin.py", title="Sign in", icon=":material/login:", default=True
+        )
+        st.navigation([signin], position="hidden").run()
+        return
+    _sidebar(identity)
+    st.navigation(pages_for(identity)).run()
+
+
+main()

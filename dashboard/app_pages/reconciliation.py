@@ -1,0 +1,211 @@
+"""Reconciliation, for finance: does the ERP hold exactly what billing invoiced, and what is off?
+
+Built to the contract in DESIGN.md and issue 6; field names are read defensively because that
+API is newer than this page. Where the API lacks the endpoints, the page says so.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard.client import ApiError
+from dashboard.format import add_money, humanize, money, money_map, when
+from dashboard.ui import Ctx, ctx, empty, header, show_error, unavailable
+
+KINDS = ["", "missing_in_erp", "orphan_in_erp", "amount_mismatch", "currency_mismatch",
+         "status_mismatch", "duplicate_posting", "posted_but_missing",
+         "crm_contract_value_mismatch", "revenue_schedule_mismatch"]  # fmt: skip
+SIDES = (
+    ("billing", "Billing"),
+    ("erp", "ERP"),
+    ("crm", "CRM"),
+    ("expected", "Expected"),
+    ("actual", "Actual"),
+)
+
+
+def _runs(c: Ctx) -> None:
+    st.subheader("Latest runs")
+    try:
+        runs = data.reconciliation_runs(c.api_url, c.token)
+    except ApiError as exc:
+        if exc.unavailable:
+            unavailable("The list of reconciliation runs", "GET /v1/reconciliation/runs")
+        else:
+            show_error(exc, doing="list reconciliation runs")
+        return
+    if not runs:
+        empty("No reconciliation runs yet", "Runs appear when the schedule starts one or someone "
+              "with the finance role triggers one below for a period.")  # fmt: skip
+        return
+    st.dataframe(
+        [
+            {
+                "Run": r.get("id"),
+                "Period": r.get("period") or "—",
+                "State": humanize(r.get("state")),
+                "Progress": f"{r.get('progress', 0)} %",
+                "Started": when(r.get("started_at")),
+                "Finished": when(r.get("finished_at")),
+                "Found": r.get("found_count", 0),
+                "New": r.get("new_count", 0),
+                "Auto-resolved": r.get("auto_resolved_count", 0),
+                "Amount at risk": money_map(run_at_risk(r)),
+                "Error": r.get("error") or "",
+            }
+            for r in runs[:20]
+        ],  # fmt: skip
+        hide_index=True,
+        key="recon_runs_table",
+    )
+
+
+def run_at_risk(run: dict[str, Any]) -> dict[str, int]:
+    """A run's summary {kind: {"count", "amount_minor": {currency: n}}} summed per currency."""
+    total: dict[str, int] = {}
+    for figures in (run.get("summary") or {}).values():
+        total = add_money(total, figures.get("amount_minor"))
+    return total
+
+
+def _trigger(c: Ctx) -> None:
+    with st.form("recon_trigger_form", border=True):
+        st.markdown("**Trigger a run**")
+        period = st.text_input("Period", value=datetime.now(UTC).strftime("%Y-%m"), key="recon_period",
+                               help="A month, YYYY-MM")  # fmt: skip
+        go = st.form_submit_button(
+            "Start reconciliation", type="primary", icon=":material/play_arrow:"
+        )
+    if go:
+        try:
+            run = c.client.reconciliation_start({"period": period.strip()})
+        except ApiError as exc:
+            show_error(exc, doing="start a reconciliation run")
+            return
+        data.clear_live()
+        st.success(f"Run {run.get('id', '')} started for {period}.")
+
+
+def _filters() -> dict[str, Any]:
+    cols = st.columns(3)
+    kind = cols[0].selectbox(
+        "Kind", KINDS, key="recon_kind", format_func=lambda k: humanize(k) if k else "Any"
+    )
+    status = cols[1].selectbox("Status", ["open", "resolved", "auto_resolved", ""], key="recon_status",
+                               format_func=lambda s: humanize(s) if s else "Any")  # fmt: skip
+    period = cols[2].text_input("Period", key="recon_filter_period", placeholder="YYYY-MM, any")
+    return {"kind": kind or None, "status": status or None, "period": period.strip() or None}
+
+
+def _drill(c: Ctx, m: dict[str, Any]) -> None:
+    amount, currency = charts.amount_of(m)
+    st.markdown(f"#### {humanize(m.get('kind'))} · {money(amount, currency)} at risk")
+    left, right = st.columns(2)
+    for col, side in ((left, "source"), (right, "target")):
+        col.markdown(f"**{humanize(m.get(f'{side}_system') or side)}**")
+        col.dataframe(
+            [
+                {"Field": "ID", "Value": str(m.get(f"{side}_id") or "—")},
+                {
+                    "Field": "Amount",
+                    "Value": money(m.get(f"{side}_amount_minor"), m.get(f"{side}_currency")),
+                },
+                {"Field": "Status", "Value": str(m.get(f"{side}_status") or "—")},
+            ],
+            hide_index=True,
+            key=f"recon_side_{side}",
+        )
+    st.caption(
+        f"First seen {when(m.get('first_seen_at'))} · last seen {when(m.get('last_seen_at'))}"
+    )
+    for cid in m.get("correlation_ids") or (
+        [m["correlation_id"]] if m.get("correlation_id") else []
+    ):
+        st.page_link(
+            "app_pages/transactions.py", label=f"Lineage of {cid} →", query_params={"q": cid}
+        )
+    if c.identity.can_reconcile and m.get("status", "open") == "open":
+        with st.form("recon_resolve_form", border=False):
+            note = st.text_area("Resolution note (required)", key="recon_resolve_note")
+            go = st.form_submit_button("Resolve mismatch", type="primary")
+        if go:
+            if not note.strip():
+                st.error("A note is required.")
+                return
+            try:
+                c.client.mismatch_resolve(str(m["id"]), note=note)
+            except ApiError as exc:
+                show_error(exc, doing="resolve the mismatch")
+                return
+            data.clear_live()
+            st.success("Resolved.")
+
+
+def _csv(c: Ctx, flt: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
+    """The API's own CSV export (every match, not one page); the rows shown if it has none."""
+    try:
+        return c.client.mismatches_csv(**flt).encode()
+    except ApiError:
+        return data.csv_bytes(rows)
+
+
+def _mismatches(c: Ctx) -> None:
+    st.subheader("Mismatches")
+    flt = _filters()
+    try:
+        rows = data.mismatches(c.api_url, c.token, data.filters_key(**flt))
+    except ApiError as exc:
+        if exc.unavailable:
+            unavailable("The mismatch list", "GET /v1/mismatches")
+        else:
+            show_error(exc, doing="list mismatches")
+        return
+    if not rows:
+        empty("No mismatches", "Billing and the ERP agree for these filters — or no run has covered "
+              "this period yet. A reconciliation run fills this list with every difference it finds.")  # fmt: skip
+        return
+    at_risk: dict[str, int] = {}
+    for r in rows:
+        amount, currency = charts.amount_of(r)
+        at_risk = add_money(at_risk, {currency or "—": abs(amount)})
+    cols = st.columns(3)
+    cols[0].metric("Mismatches", f"{len(rows):,}")
+    cols[1].metric("Amount at risk", money_map(at_risk))
+    cols[2].metric("Kinds", f"{len({r.get('kind') for r in rows})}")
+    st.plotly_chart(charts.mismatches_by_kind(rows), key="recon_kind_chart")
+    table = [{"ID": r.get("id"), "Kind": humanize(r.get("kind")), "Period": r.get("period") or "—",
+              "Status": humanize(r.get("status")), "Amount at risk": money(*charts.amount_of(r)),
+              "System": r.get("system") or "—", "Billing ID": r.get("source_id") or "—", "Target ID": r.get("target_id") or "—"} for r in rows]  # fmt: skip
+    event: Any = st.dataframe(table, hide_index=True, key="recon_mismatch_table", on_select="rerun",
+                              selection_mode="single-row")  # fmt: skip
+    st.download_button("Export CSV", _csv(c, flt, rows), file_name="mismatches.csv", mime="text/csv",
+                       key="recon_export", icon=":material/download:")  # fmt: skip
+    picked = event.selection.rows if event is not None else []
+    if picked:
+        st.divider()
+        _drill(c, rows[picked[0]])
+
+
+def render() -> None:
+    c = ctx()
+    header(
+        "Reconciliation",
+        "Does the ERP hold exactly what billing invoiced? What is off, by how much, and why?",
+    )
+    left, right = st.columns([2.2, 1])
+    with left:
+        _runs(c)
+    with right:
+        if c.identity.can_reconcile:
+            if data.has_route(c.api_url, "/v1/reconciliation/runs", "POST"):
+                _trigger(c)
+            else:
+                unavailable("Triggering a run", "POST /v1/reconciliation/runs")
+        else:
+            st.caption("Triggering runs and resolving mismatches is for the finance role.")
+    _mismatches(c)
+
+
+render()

@@ -1,0 +1,143 @@
+"""SLA overview, for executives: are we meeting integration SLAs, and how much money is at risk?"""
+
+from typing import Any
+
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard.client import ApiError
+from dashboard.format import add_money, duration, money_map, percent
+from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error, unavailable
+
+# Window -> bucket: about 60 to 100 points per chart.
+WINDOWS = {"1h": "1m", "6h": "5m", "24h": "15m", "7d": "2h", "31d": "12h"}
+WINDOW_LABELS = {
+    "1h": "Last hour",
+    "6h": "6 hours",
+    "24h": "24 hours",
+    "7d": "7 days",
+    "31d": "31 days",
+}
+ACTIVE = ["received", "pending", "running", "retrying"]
+
+
+def _totals(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    met = sum(g["met"] for g in groups)
+    breached = sum(g["breached"] for g in groups)
+    at_risk: dict[str, int] = {}
+    for g in groups:
+        at_risk = add_money(at_risk, g.get("money_at_risk"))
+    p95s = [g["p95_s"] for g in groups if g.get("p95_s") is not None]
+    return {
+        "total": sum(g["total"] for g in groups),
+        "attainment": None if met + breached == 0 else 100 * met / (met + breached),
+        "breached": breached,
+        "overdue": sum(g["overdue"] for g in groups),
+        "open_exceptions": sum(g["open_exceptions"] for g in groups),
+        "throughput": sum(g["throughput_per_hour"] for g in groups),
+        "p95": max(p95s) if p95s else None,
+        "at_risk": at_risk,
+    }
+
+
+def _tiles(c: Ctx, window: str) -> None:
+    try:
+        summary = data.sla_summary(c.api_url, c.token, window)
+    except ApiError as exc:
+        if exc.unavailable:
+            unavailable("The SLA summary", "GET /v1/sla/summary")
+        else:
+            show_error(exc, doing="load the SLA summary")
+        return
+    groups = summary["groups"]
+    t = _totals(groups)
+    if t["total"] == 0:
+        empty(
+            f"No transactions received in the last {window}",
+            "Attainment, latency, breaches and money at risk appear here once billing sends "
+            "events to Concord (try <code>concord demo</code> or the sandbox traffic generator), "
+            "or pick a longer window.",
+        )
+        return
+    cols = st.columns([1, 1, 1, 1, 1, 1.7])
+    cols[0].metric("SLA attainment", percent(t["attainment"]),
+                   help="met / (met + breached) over transactions received in the window")  # fmt: skip
+    cols[1].metric(
+        "p95 latency", duration(t["p95"]), help="Slowest workflow's p95, posted end to end"
+    )
+    cols[2].metric("Breaches", f"{t['breached']:,}", help="Done late, or not done past the target")
+    cols[3].metric("Overdue now", f"{t['overdue']:,}", help="Still active past the SLA target")
+    cols[4].metric("Open exceptions", f"{t['open_exceptions']:,}")
+    cols[5].metric(
+        "Money at risk", money_map(t["at_risk"]), help="Amounts not done past the target"
+    )
+    links = st.columns([1, 1, 1, 1, 1, 1.7])
+    links[2].page_link("app_pages/exceptions.py", label="Failed work →")
+    links[3].page_link("app_pages/transactions.py", label="Overdue transactions →",
+                       query_params={"state": ",".join(ACTIVE)})  # fmt: skip
+    links[4].page_link("app_pages/exceptions.py", label="Exception queue →")
+    links[5].page_link("app_pages/transactions.py", label="Transactions at risk →",
+                       query_params={"state": "exception"})  # fmt: skip
+    left, right = st.columns([1, 1])
+    left.plotly_chart(charts.attainment_by_group(groups), key="sla_attainment_chart")
+    left.caption(f"{t['total']:,} transactions · {t['throughput']:,.1f} per hour")
+    right.dataframe(
+        [
+            {
+                "Workflow": g["group"],
+                "SLA target": duration(g.get("sla_target_s")),
+                "Received": g["total"],
+                "Attainment": percent(g.get("attainment_pct")),
+                "p50": duration(g.get("p50_s")),
+                "p95": duration(g.get("p95_s")),
+                "Breached": g["breached"],
+                "Overdue": g["overdue"],
+                "Money at risk": money_map(g.get("money_at_risk")),
+            }
+            for g in groups
+        ],
+        hide_index=True,
+        key="sla_groups_table",
+    )
+
+
+def _trends(c: Ctx, window: str) -> None:
+    try:
+        series = data.sla_timeseries(c.api_url, c.token, window, WINDOWS[window])
+    except ApiError as exc:
+        if not exc.unavailable:
+            show_error(exc, doing="load the SLA time series")
+        return
+    buckets = series["buckets"]
+    if not any(b["figures"]["total"] for b in buckets):
+        return
+    targets = {b["figures"].get("sla_target_s") for b in buckets} - {None}
+    left, right = st.columns(2)
+    left.plotly_chart(
+        charts.latency_trend(buckets, target_s=min(targets) if len(targets) == 1 else None),
+        key="sla_latency_chart",
+    )
+    right.plotly_chart(charts.throughput(buckets), key="sla_throughput_chart")
+
+
+def render() -> None:
+    c = ctx()
+    header("SLA overview", "Are integrations meeting their SLAs, and how much money is at risk?")
+    top = st.columns([3, 1])
+    window = top[0].segmented_control(
+        "Window", list(WINDOWS), default="24h", key="sla_window",
+        format_func=lambda w: WINDOW_LABELS[w],
+    ) or "24h"  # fmt: skip
+    with top[1]:
+        refresh_button("sla_refresh")
+
+    # Live: re-run every 30 s; the loaders' one-minute cache bounds the load on the API.
+    @st.fragment(run_every="30s")
+    def live() -> None:
+        _tiles(c, window)
+        _trends(c, window)
+
+    live()
+
+
+render()

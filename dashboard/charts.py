@@ -1,0 +1,343 @@
+"""Plotly figures built from plain rows (dicts as the API returns them); no Streamlit here.
+
+Each function takes rows and returns a `go.Figure`, so tests can check the traces directly.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import plotly.graph_objects as go  # type: ignore[import-untyped]
+
+from dashboard.format import duration, humanize, money, parse_time, state_color
+
+Row = dict[str, Any]
+FONT = "Inter, 'Source Sans Pro', system-ui, sans-serif"
+SYSTEM_ORDER = ["billing", "concord", "crm", "erp", "provisioning", "support", "payments"]
+OUTCOME_COLORS = {
+    "succeeded": "#2e9d5b",
+    "conflict_found": "#5b8def",
+    "found": "#5b8def",
+    "failed_retryable": "#f59e0b",
+    "retryable": "#f59e0b",
+    "failed_terminal": "#d64545",
+    "terminal": "#d64545",
+    "failed": "#d64545",
+    None: "#9aa5b1",
+}
+PALETTE = ["#3b82f6", "#f59e0b", "#2e9d5b", "#d64545", "#8b5cf6", "#14b8a6", "#ec4899", "#64748b"]
+
+
+def _layout(fig: go.Figure, *, title: str | None = None, height: int = 320) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "font": {"size": 15}} if title else None,
+        template="plotly_white",
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        font={"family": FONT, "size": 12},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        hoverlabel={"font": {"family": FONT}},
+    )
+    return fig
+
+
+def attainment_by_group(groups: Sequence[Row], *, objective_pct: float = 99.0) -> go.Figure:
+    """Attainment % per workflow (or target), colored against the objective, target in hover."""
+    rows = [g for g in groups if g.get("attainment_pct") is not None]
+    names = [humanize(str(g["group"])) for g in rows]
+    values = [float(g["attainment_pct"]) for g in rows]
+    colors = [
+        "#2e9d5b" if v >= objective_pct else "#f59e0b" if v >= 90 else "#d64545" for v in values
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=colors,
+            text=[f"{v:.1f} %" for v in values],
+            textposition="auto",
+            customdata=[
+                [duration(g.get("sla_target_s")), g.get("met", 0), g.get("breached", 0)]
+                for g in rows
+            ],
+            hovertemplate="%{y}: %{x:.1f} %<br>target %{customdata[0]}"
+            "<br>met %{customdata[1]} · breached %{customdata[2]}<extra></extra>",
+            name="attainment",
+        )
+    )
+    fig.add_vline(x=objective_pct, line_dash="dot", line_color="#64748b",
+                  annotation_text=f"objective {objective_pct:g} %", annotation_position="top")  # fmt: skip
+    fig.update_xaxes(range=[0, 100], ticksuffix=" %")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title="SLA attainment by workflow", height=max(200, 60 + 40 * len(rows)))
+
+
+def latency_trend(buckets: Sequence[Row], *, target_s: float | None = None) -> go.Figure:
+    """p50 and p95 end-to-end latency per time bucket, with the SLA target as a line."""
+    xs = [parse_time(b["start"]) for b in buckets]
+    fig = go.Figure()
+    for key, name, color in (("p50_s", "p50", "#93c5fd"), ("p95_s", "p95", "#1d4ed8")):
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[b["figures"].get(key) for b in buckets],
+                mode="lines+markers",
+                name=name,
+                line={"color": color, "width": 2},
+                connectgaps=False,
+                hovertemplate=f"{name} %{{y:.2f}} s<extra></extra>",
+            )
+        )
+    if target_s is not None:
+        fig.add_hline(y=target_s, line_dash="dot", line_color="#d64545",
+                      annotation_text=f"SLA target {duration(target_s)}")  # fmt: skip
+    fig.update_yaxes(title_text="seconds", rangemode="tozero")
+    return _layout(fig, title="End-to-end latency (posted)")
+
+
+def throughput(buckets: Sequence[Row]) -> go.Figure:
+    """Transactions received per bucket, split into met, breached and the rest."""
+    xs = [parse_time(b["start"]) for b in buckets]
+    fig = go.Figure()
+    split = (("met", "Met SLA", "#2e9d5b"), ("breached", "Breached", "#d64545"))
+    for key, name, color in split:
+        fig.add_trace(
+            go.Bar(
+                x=xs, y=[b["figures"].get(key, 0) for b in buckets], name=name, marker_color=color
+            )
+        )
+    other = [
+        max(
+            0,
+            b["figures"].get("total", 0)
+            - b["figures"].get("met", 0)
+            - b["figures"].get("breached", 0),
+        )
+        for b in buckets
+    ]
+    fig.add_trace(go.Bar(x=xs, y=other, name="In flight", marker_color="#9aa5b1"))
+    fig.update_layout(barmode="stack", bargap=0.15)
+    fig.update_yaxes(title_text="transactions")
+    return _layout(fig, title="Throughput")
+
+
+def _attempt_rows(runs: Sequence[Row]) -> list[Row]:
+    rows: list[Row] = []
+    for run in runs:
+        for step in run.get("steps", []):
+            lane = f"{step['target_system']} · {step['name']}"
+            for attempt in step.get("attempts", []):
+                start = parse_time(attempt.get("started_at"))
+                end = parse_time(attempt.get("ended_at")) or start
+                if start is None or end is None:
+                    continue
+                rows.append({"lane": lane, "run": run["number"], "start": start, "end": end,
+                             "outcome": attempt.get("outcome"), "attempt": attempt["number"],
+                             "error": attempt.get("error_message") or "", "http": attempt.get("http_status")})  # fmt: skip
+    return rows
+
+
+def step_timeline(runs: Sequence[Row]) -> go.Figure:
+    """A Gantt of every attempt, one lane per target system and step; waits are the gaps."""
+    rows = _attempt_rows(runs)
+    fig = go.Figure()
+    by_outcome: dict[Any, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_outcome[r["outcome"]].append(r)
+    for outcome, items in by_outcome.items():
+        fig.add_trace(
+            go.Bar(
+                base=[r["start"] for r in items],
+                # A bar of at least 40 ms, so instant calls stay visible.
+                x=[max(40.0, (r["end"] - r["start"]).total_seconds() * 1000) for r in items],
+                y=[r["lane"] for r in items],
+                orientation="h",
+                name=humanize(outcome or "in progress"),
+                marker_color=OUTCOME_COLORS.get(outcome, "#9aa5b1"),
+                text=[f"run {r['run']} · #{r['attempt']}" for r in items],
+                textposition="inside",
+                customdata=[
+                    [
+                        r["run"],
+                        r["attempt"],
+                        r["http"] or "—",
+                        r["error"],
+                        duration((r["end"] - r["start"]).total_seconds()),
+                    ]
+                    for r in items
+                ],  # fmt: skip
+                hovertemplate="run %{customdata[0]} attempt %{customdata[1]}<br>"
+                "HTTP %{customdata[2]} · %{customdata[4]}<br>%{customdata[3]}<extra></extra>",
+            )
+        )
+    for a, b in _waits(rows):
+        fig.add_shape(type="line", x0=a["end"], x1=b["start"], y0=a["lane"], y1=b["lane"],
+                      line={"color": "#94a3b8", "dash": "dot", "width": 1})  # fmt: skip
+    fig.update_xaxes(type="date", title_text=None)
+    fig.update_yaxes(autorange="reversed", title_text=None)
+    fig.update_layout(barmode="overlay")
+    lanes = len({r["lane"] for r in rows})
+    return _layout(
+        fig, title="Steps and attempts per target system", height=140 + 50 * max(1, lanes)
+    )
+
+
+def _waits(rows: list[Row]) -> list[tuple[Row, Row]]:
+    """Consecutive attempts of one lane: the dotted gap between them is the retry wait."""
+    out: list[tuple[Row, Row]] = []
+    by_lane: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_lane[r["lane"]].append(r)
+    for items in by_lane.values():
+        items.sort(key=lambda r: r["start"])
+        out.extend((a, b) for a, b in zip(items, items[1:], strict=False) if b["start"] > a["end"])
+    return out
+
+
+def lineage_graph(nodes: Sequence[Row], edges: Sequence[Row]) -> go.Figure:
+    """The lineage graph drawn across systems: one lane per system, time from left to right."""
+    systems = sorted({n["system"] for n in nodes},
+                     key=lambda s: (SYSTEM_ORDER.index(s) if s in SYSTEM_ORDER else 99, s))  # fmt: skip
+    times = [parse_time(n.get("at")) for n in nodes]
+    known = [t for t in times if t is not None]
+    fallback = min(known) if known else datetime(1970, 1, 1)
+    pos: dict[str, tuple[datetime, str]] = {}
+    for i, (node, at) in enumerate(zip(nodes, times, strict=True)):
+        # Nodes without a time keep their order, a millisecond apart, so none overlap exactly.
+        pos[node["id"]] = (at or fallback + timedelta(milliseconds=i), node["system"])
+    fig = go.Figure()
+    ex, ey = [], []
+    for e in edges:
+        if e["source"] in pos and e["target"] in pos:
+            (x0, y0), (x1, y1) = pos[e["source"]], pos[e["target"]]
+            ex += [x0, x1, None]
+            ey += [y0, y1, None]
+    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line={"color": "#cbd5e1", "width": 1.5},
+                             hoverinfo="skip", showlegend=False))  # fmt: skip
+    for kind, symbol in (("event", "diamond"), ("transaction", "star"), ("run", "square"),
+                         ("step", "circle"), ("record", "hexagon")):  # fmt: skip
+        items = [n for n in nodes if n["kind"] == kind]
+        if not items:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[pos[n["id"]][0] for n in items],
+                y=[n["system"] for n in items],
+                mode="markers+text",
+                name=humanize(kind),
+                marker={
+                    "symbol": symbol,
+                    "size": 16,
+                    "line": {"width": 1, "color": "white"},
+                    "color": [
+                        state_color(n.get("state")) if n.get("state") else "#475569" for n in items
+                    ],
+                },  # fmt: skip
+                text=[str(n["label"])[:28] for n in items],
+                textposition="top center",
+                customdata=[[humanize(kind), n.get("state") or "—", n["label"]] for n in items],
+                hovertemplate="%{customdata[0]}: %{customdata[2]}<br>state %{customdata[1]}"
+                "<br>%{x}<extra></extra>",
+            )
+        )
+    fig.update_yaxes(categoryorder="array", categoryarray=systems, title_text=None)
+    fig.update_xaxes(type="date")
+    return _layout(fig, title="Lineage across systems", height=120 + 70 * max(1, len(systems)))
+
+
+def counts_bar(
+    rows: Iterable[Row], *, key: str, title: str, highlight: Iterable[str] = ()
+) -> go.Figure:
+    """How many rows per value of `key`, largest first; `highlight` values drawn in red."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[str(r.get(key) or "unknown")] += int(r.get("count", 1))
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    hot = set(highlight)
+    fig = go.Figure(
+        go.Bar(
+            x=[humanize(k) for k, _ in ordered],
+            y=[v for _, v in ordered],
+            marker_color=["#d64545" if k in hot else "#3b82f6" for k, _ in ordered],
+            text=[v for _, v in ordered],
+            textposition="outside",
+            hovertemplate="%{x}: %{y}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(bargap=0.45)
+    return _layout(fig, title=title, height=300)
+
+
+def stacked_counts(
+    rows: Sequence[Row], *, x: str, color: str, title: str, value: str = "count"
+) -> go.Figure:
+    """A stacked bar of `value` by `x`, one colour per `color` (e.g. states per workflow)."""
+    xs = sorted({str(r[x]) for r in rows})
+    series: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in rows:
+        series[str(r[color])][str(r[x])] += float(r.get(value, 0))
+    fig = go.Figure()
+    for name in sorted(series):
+        fig.add_trace(go.Bar(x=[humanize(v) for v in xs], y=[series[name][v] for v in xs],
+                             name=humanize(name), marker_color=state_color(name) if name in _STATES else None))  # fmt: skip
+    fig.update_layout(barmode="stack", colorway=PALETTE, bargap=0.45)
+    return _layout(fig, title=title)
+
+
+_STATES = {"posted", "received", "pending", "running", "retrying", "exception", "manually_resolved",
+           "reversed", "ignored"}  # fmt: skip
+
+
+def amount_of(row: Row) -> tuple[int, str]:
+    """A mismatch's amount at risk and currency, whatever the field is called in this API version."""
+    for key in ("amount_at_risk_minor", "amount_minor", "difference_minor", "amount"):
+        if row.get(key) is not None:
+            return int(row[key]), str(row.get("currency") or "")
+    return 0, str(row.get("currency") or "")
+
+
+def mismatches_by_kind(rows: Sequence[Row]) -> go.Figure:
+    """Amount at risk per mismatch kind and period, per currency (a facet per currency)."""
+    series: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    kinds: set[str] = set()
+    for r in rows:
+        amount, currency = amount_of(r)
+        kind = str(r.get("kind") or "unknown")
+        kinds.add(kind)
+        series[(str(r.get("period") or "—"), currency)][kind] += abs(amount)
+    ordered = sorted(kinds)
+    fig = go.Figure()
+    for i, ((period, currency), by_kind) in enumerate(sorted(series.items())):
+        fig.add_trace(
+            go.Bar(
+                x=[humanize(k) for k in ordered],
+                y=[by_kind.get(k, 0) / 100 for k in ordered],
+                name=f"{period} ({currency or '—'})",
+                marker_color=PALETTE[i % len(PALETTE)],
+                customdata=[money(by_kind.get(k, 0), currency) for k in ordered],
+                hovertemplate="%{x}: %{customdata}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title_text="amount at risk (major units)")
+    return _layout(fig, title="Amount at risk by mismatch kind and period")
+
+
+def per_target(groups: Sequence[Row], *, field: str, title: str, unit: str) -> go.Figure:
+    """One SLA figure per target system (from /v1/sla/summary?group_by=target)."""
+    fig = go.Figure(
+        go.Bar(
+            x=[humanize(str(g["group"])) for g in groups],
+            y=[g.get(field) or 0 for g in groups],
+            marker_color=PALETTE[0],
+            text=[f"{(g.get(field) or 0):,.1f}" for g in groups],
+            textposition="outside",
+            hovertemplate=f"%{{x}}: %{{y:,.2f}} {unit}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title_text=unit, rangemode="tozero")
+    fig.update_layout(bargap=0.45)
+    return _layout(fig, title=title, height=280)

@@ -1,0 +1,158 @@
+"""Cached loaders over the API: one minute for live tiles, fifteen for history.
+
+Every loader takes the API URL and the caller's token as arguments, so the cache is per key:
+two people with different roles never share an answer. Errors are raised, never cached.
+"""
+
+import csv
+import io
+from typing import Any
+
+import httpx
+import streamlit as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from dashboard.client import JSON, ConcordClient
+
+LIVE = "1m"
+HISTORY = "15m"
+
+
+@st.cache_resource
+def _http() -> httpx.Client:
+    # One pooled client for every session; the bearer is sent per request, not stored on it.
+    return httpx.Client(timeout=15.0)
+
+
+def client(api_url: str, token: str) -> ConcordClient:
+    return ConcordClient(base_url=api_url.rstrip("/"), token=token, http=_http())
+
+
+@st.cache_data(ttl=HISTORY, show_spinner=False)
+def api_paths(api_url: str) -> dict[str, list[str]]:
+    """The API's routes from its OpenAPI document: which endpoints this deployment has."""
+    return client(api_url, "").openapi_paths()
+
+
+def has_route(api_url: str, path: str, method: str = "GET") -> bool:
+    try:
+        return method in api_paths(api_url).get(path, [])
+    except Exception:
+        # No OpenAPI document: assume it is there and let the call's 404 decide.
+        return True
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def sla_summary(api_url: str, token: str, window: str, group_by: str = "workflow") -> JSON:
+    return client(api_url, token).sla_summary(window, group_by)
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def sla_timeseries(api_url: str, token: str, window: str, bucket: str) -> JSON:
+    return client(api_url, token).sla_timeseries(window, bucket)
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def exceptions(api_url: str, token: str, filters: tuple[tuple[str, Any], ...]) -> JSON:
+    return client(api_url, token).exceptions(**dict(filters))
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def transactions(api_url: str, token: str, filters: tuple[tuple[str, Any], ...]) -> JSON:
+    return client(api_url, token).transactions(**dict(filters))
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def transaction(api_url: str, token: str, correlation_id: str) -> JSON:
+    return client(api_url, token).transaction(correlation_id)
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def lineage(api_url: str, token: str, correlation_id: str) -> JSON:
+    return client(api_url, token).lineage(correlation_id)
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def search(api_url: str, token: str, q: str) -> JSON:
+    return client(api_url, token).search(q)
+
+
+@st.cache_data(ttl=HISTORY, show_spinner=False)
+def audit(api_url: str, token: str, filters: tuple[tuple[str, Any], ...]) -> JSON:
+    return client(api_url, token).audit(**dict(filters))
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def bulk_replays(api_url: str, token: str) -> list[JSON]:
+    return client(api_url, token).bulk_replays()
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def reconciliation_runs(api_url: str, token: str) -> list[JSON]:
+    return items_of(client(api_url, token).reconciliation_runs())
+
+
+@st.cache_data(ttl=HISTORY, show_spinner=False)
+def mismatches(api_url: str, token: str, filters: tuple[tuple[str, Any], ...]) -> list[JSON]:
+    return items_of(client(api_url, token).mismatches(**dict(filters)))
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def metrics(api_url: str) -> list[JSON]:
+    return parse_metrics(client(api_url, "").metrics_text())
+
+
+def items_of(body: Any) -> list[JSON]:
+    """A page's items, whether the API answers a bare list or `{"items": [...]}`."""
+    if isinstance(body, list):
+        return [r for r in body if isinstance(r, dict)]
+    if isinstance(body, dict):
+        for key in ("items", "runs", "mismatches", "results"):
+            if isinstance(body.get(key), list):
+                return [r for r in body[key] if isinstance(r, dict)]
+    return []
+
+
+def parse_metrics(text: str) -> list[JSON]:
+    """Prometheus text as rows: {"name", "value", **labels}."""
+    rows: list[JSON] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            rows.append({"name": sample.name, "value": float(sample.value), **sample.labels})
+    return rows
+
+
+def clear_live() -> None:
+    """Forget live answers after an action, so the next read shows its effect."""
+    for loader in (exceptions, transactions, transaction, lineage, search, bulk_replays,
+                   sla_summary, sla_timeseries, reconciliation_runs, mismatches, audit):  # fmt: skip
+        loader.clear()
+
+
+def filters_key(**filters: Any) -> tuple[tuple[str, Any], ...]:
+    """Filters as a hashable, ordered cache key; empty values dropped."""
+    return tuple(
+        sorted(
+            (k, tuple(v) if isinstance(v, list) else v)
+            for k, v in filters.items()
+            if v not in (None, "", [], ())
+        )
+    )
+
+
+def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """Every field of every mismatch, nested values flattened to text, for a spreadsheet."""
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(
+            {
+                k: v if isinstance(v, str | int | float) or v is None else str(v)
+                for k, v in r.items()
+            }
+        )
+    return out.getvalue().encode()

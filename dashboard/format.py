@@ -1,0 +1,132 @@
+"""Numbers with their units: money in minor units with its currency, durations, ages, states."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+# ISO 4217 exponents that are not 2; everything else has two decimals.
+_EXPONENT = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+    "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}  # fmt: skip
+_SYMBOL = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+
+STATE_COLORS = {
+    "posted": "#2e9d5b",
+    "succeeded": "#2e9d5b",
+    "manually_resolved": "#5b8def",
+    "resolved": "#5b8def",
+    "auto_resolved": "#5b8def",
+    "received": "#9aa5b1",
+    "pending": "#f0b429",
+    "running": "#3b82f6",
+    "retrying": "#f59e0b",
+    "failed_retryable": "#f59e0b",
+    "exception": "#d64545",
+    "failed_terminal": "#d64545",
+    "failed": "#d64545",
+    "open": "#d64545",
+    "reversed": "#8b5cf6",
+    "compensated": "#8b5cf6",
+    "ignored": "#9aa5b1",
+    "skipped": "#9aa5b1",
+    "cancelled": "#9aa5b1",
+}
+BADGE_COLORS = {
+    "#2e9d5b": "green",
+    "#5b8def": "blue",
+    "#9aa5b1": "gray",
+    "#f0b429": "orange",
+    "#3b82f6": "blue",
+    "#f59e0b": "orange",
+    "#d64545": "red",
+    "#8b5cf6": "violet",
+}
+
+
+def money(amount_minor: int | None, currency: str | None) -> str:
+    """1234, "USD" -> "$12.34"; unknown amount -> "—"."""
+    if amount_minor is None:
+        return "—"
+    code = (currency or "").upper()
+    exp = _EXPONENT.get(code, 2)
+    value = amount_minor / (10**exp)
+    text = f"{value:,.{exp}f}"
+    symbol = _SYMBOL.get(code)
+    if symbol:
+        return f"-{symbol}{text[1:]}" if value < 0 else f"{symbol}{text}"
+    return f"{text} {code}".strip()
+
+
+def money_map(amounts: dict[str, int] | None) -> str:
+    """{"USD": 1000, "EUR": 50} -> "$10.00 · €0.50"; nothing -> "none"."""
+    if not amounts:
+        return "none"
+    return " · ".join(money(v, k) for k, v in sorted(amounts.items()) if v) or "none"
+
+
+def add_money(total: dict[str, int], more: dict[str, int] | None) -> dict[str, int]:
+    out = dict(total)
+    for code, value in (more or {}).items():
+        out[code] = out.get(code, 0) + int(value)
+    return out
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds -> "850 ms", "12.3 s", "4 min 5 s", "3 h 2 min", "2 d 4 h"."""
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} %"
+
+
+def parse_time(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def when(value: Any) -> str:
+    """An API timestamp as "2026-05-01 12:03:04 UTC"."""
+    parsed = parse_time(value)
+    return "—" if parsed is None else parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(value: Any, *, now: datetime | None = None) -> str:
+    parsed = parse_time(value)
+    if parsed is None:
+        return "—"
+    return f"{duration(((now or datetime.now(UTC)) - parsed).total_seconds())} ago"
+
+
+def state_color(state: str | None) -> str:
+    return STATE_COLORS.get(state or "", "#9aa5b1")
+
+
+def badge_color(state: str | None) -> str:
+    return BADGE_COLORS.get(state_color(state), "gray")
+
+
+def humanize(name: str | None) -> str:
+    """ "budget_exhausted" -> "Budget exhausted"."""
+    if not name:
+        return "—"
+    text = name.replace("_", " ").replace(".", " · ")
+    return text[:1].upper() + text[1:]

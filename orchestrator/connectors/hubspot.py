@@ -1,0 +1,144 @@
+"""The CRM port over HubSpot's CRM v3 objects API (the sandbox speaks the same dialect).
+
+Records carry Concord's external ID in a unique `external_id` property, so companies and deals
+are upserted with `batch/upsert` (idProperty=external_id) and any object is found with
+`GET /crm/v3/objects/{type}/{id}?idProperty=external_id`. Deal amounts are strings in major
+units, as HubSpot stores them, with `deal_currency_code`.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from lineage.enums import System
+from orchestrator.connectors.errors import Retryable
+from orchestrator.connectors.http import HttpAdapter
+from orchestrator.connectors.money import to_major
+from orchestrator.connectors.ports import (
+    CallContext,
+    CompanyRecord,
+    DealRecord,
+    TargetRecord,
+    TaskRecord,
+)
+
+ID_PROPERTY = "external_id"
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return f"{body.get('category', '?')}: {body.get('message', '')}"
+    except (ValueError, AttributeError):
+        return response.text[:500]
+
+
+def deal_properties(deal: DealRecord) -> dict[str, str]:
+    props = {
+        "dealname": deal.name,
+        "amount": str(to_major(deal.amount_minor, deal.currency)),
+        "deal_currency_code": deal.currency,
+        "dealstage": deal.stage,
+    }
+    if deal.close_date:
+        props["closedate"] = deal.close_date.isoformat()
+    if deal.renewal_date:
+        props["renewal_date"] = deal.renewal_date.isoformat()
+    if deal.company_external_id:
+        props["company_external_id"] = deal.company_external_id
+    return props
+
+
+class HubSpotCrm:
+    """CrmConnector over HubSpot; `access_token` is a private app token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        access_token: str = "",
+        timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+        allow: Sequence[str] | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
+        self._http = HttpAdapter(
+            "HubSpot",
+            base_url,
+            timeout_s=timeout_s,
+            client=client,
+            allow=allow,
+            detail=_detail,
+            default_headers=headers,
+        )
+
+    async def upsert_company(self, company: CompanyRecord, *, ctx: CallContext) -> TargetRecord:
+        props = {"name": company.name, **({"domain": company.domain} if company.domain else {})}
+        return await self._upsert("companies", company.external_id, props, ctx)
+
+    async def upsert_deal(self, deal: DealRecord, *, ctx: CallContext) -> TargetRecord:
+        return await self._upsert("deals", deal.external_id, deal_properties(deal), ctx)
+
+    async def create_task(self, task: TaskRecord, *, ctx: CallContext) -> TargetRecord:
+        """Create a task; Conflict if one with this external ID exists (look it up instead)."""
+        props = {
+            ID_PROPERTY: task.external_id,
+            "hs_task_subject": task.subject,
+            "hs_task_body": task.body,
+            "hs_task_priority": task.priority,
+            "hs_task_status": "NOT_STARTED",
+        }
+        if task.due is not None:
+            props["hs_timestamp"] = task.due.isoformat()
+        action = "POST /crm/v3/objects/tasks"
+        response = await self._http.send(
+            "POST", "/crm/v3/objects/tasks", action=action, ctx=ctx, json={"properties": props}
+        )
+        if response.status_code != 201:
+            raise self._http.error(response, action)
+        return self._record("tasks", self._http.json(response, action), task.external_id, 201)
+
+    async def find(
+        self, object_type: str, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None:
+        path = f"/crm/v3/objects/{object_type}/{quote(external_id, safe='')}"
+        action = f"GET /crm/v3/objects/{object_type}/{external_id}?idProperty={ID_PROPERTY}"
+        response = await self._http.send(
+            "GET", path, action=action, ctx=ctx, params={"idProperty": ID_PROPERTY}
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._http.error(response, action)
+        return self._record(object_type, self._http.json(response, action), external_id, 200)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _upsert(
+        self, object_type: str, external_id: str, props: dict[str, str], ctx: CallContext
+    ) -> TargetRecord:
+        path = f"/crm/v3/objects/{object_type}/batch/upsert"
+        action = f"POST {path}"
+        body = {"inputs": [{"idProperty": ID_PROPERTY, "id": external_id, "properties": props}]}
+        response = await self._http.send("POST", path, action=action, ctx=ctx, json=body)
+        if response.status_code != 200:
+            raise self._http.error(response, action)
+        results = self._http.json(response, action).get("results") or []
+        if len(results) != 1:
+            # HubSpot may answer 207 or a partial batch: the outcome is unknown, look it up.
+            raise Retryable(
+                f"HubSpot {action} answered without exactly one result",
+                http_status=200,
+                classification="protocol",
+            )
+        return self._record(object_type, results[0], external_id, 200)
+
+    def _record(
+        self, object_type: str, obj: dict[str, Any], external_id: str, status: int
+    ) -> TargetRecord:
+        return TargetRecord(
+            System.CRM, object_type, str(obj.get("id")), external_id, http_status=status
+        )

@@ -1,0 +1,302 @@
+"""The subscription-to-cash workflows, declared: triggers, steps, targets, order, compensation."""
+
+from pydantic import BaseModel
+
+from lineage.enums import System
+from orchestrator.client.canonical import Invoice, Payment, SubscriptionChange, Workflow
+from orchestrator.connectors.ports import CallContext, TargetRecord
+from orchestrator.deps import WorkerDeps
+from orchestrator.workflows import RetryPolicy, StepSpec, WorkflowSpec
+
+
+def _change(data: BaseModel) -> SubscriptionChange:
+    assert isinstance(data, SubscriptionChange)
+    return data
+
+
+def _payment(data: BaseModel) -> Payment:
+    assert isinstance(data, Payment)
+    return data
+
+
+def _sub_id(data: BaseModel) -> str:
+    return _change(data).subscription.subscription_id
+
+
+def _customer_id(data: BaseModel) -> str:
+    return _change(data).subscription.customer_id
+
+
+def _invoice_id(data: BaseModel) -> str:
+    if isinstance(data, Invoice):
+        return data.invoice_id
+    return _payment(data).invoice_id
+
+
+# --- invoice generated: post it to the ERP (which opens the receivable) ---
+
+
+async def _post_invoice(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    assert isinstance(data, Invoice)
+    return await deps.erp.post_invoice(data, ctx=ctx)
+
+
+async def _find_invoice(
+    deps: WorkerDeps, external_id: str, ctx: CallContext
+) -> TargetRecord | None:
+    return await deps.erp.find_invoice(external_id, ctx=ctx)
+
+
+INVOICE_GENERATED = WorkflowSpec(
+    name=Workflow.INVOICE_GENERATED,
+    triggers=("invoice.finalized", "com.concord.invoice.generated"),
+    input_model=Invoice,
+    steps=(
+        StepSpec("erp.post_invoice", System.ERP, _post_invoice, _invoice_id, lookup=_find_invoice),
+    ),
+    sla_s=300,
+)
+
+
+# --- subscription activated: CRM, the ERP chain and provisioning run side by side ---
+
+
+async def _crm_account(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    return await deps.crm.upsert_account(customer_id=_customer_id(data), ctx=ctx)
+
+
+async def _crm_contract(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    sub = _change(data).subscription
+    return await deps.crm.upsert_contract(
+        subscription=sub, value_minor=sub.contract_value_minor, ctx=ctx
+    )
+
+
+async def _erp_customer(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    sub = _change(data).subscription
+    return await deps.erp.upsert_customer(
+        customer_id=sub.customer_id, currency=sub.currency, ctx=ctx
+    )
+
+
+async def _erp_contract(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    return await deps.erp.upsert_contract(subscription=_change(data).subscription, ctx=ctx)
+
+
+async def _tenant_on(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    return await deps.provisioning.set_tenant(
+        subscription=_change(data).subscription, enabled=True, ctx=ctx
+    )
+
+
+async def _tenant_off(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    return await deps.provisioning.set_tenant(
+        subscription=_change(data).subscription, enabled=False, ctx=ctx
+    )
+
+
+SUBSCRIPTION_ACTIVATED = WorkflowSpec(
+    name=Workflow.SUBSCRIPTION_ACTIVATED,
+    triggers=("customer.subscription.created",),
+    input_model=SubscriptionChange,
+    steps=(
+        StepSpec("crm.upsert_account", System.CRM, _crm_account, _customer_id),
+        StepSpec(
+            "crm.upsert_contract",
+            System.CRM,
+            _crm_contract,
+            _sub_id,
+            depends_on=("crm.upsert_account",),
+        ),
+        StepSpec("erp.upsert_customer", System.ERP, _erp_customer, _customer_id),
+        StepSpec(
+            "erp.upsert_contract",
+            System.ERP,
+            _erp_contract,
+            _sub_id,
+            depends_on=("erp.upsert_customer",),
+        ),
+        StepSpec("provisioning.enable_tenant", System.PROVISIONING, _tenant_on, _sub_id),
+    ),
+    sla_s=600,
+)
+
+
+# --- subscription amended: CRM first, then the ERP; a terminal ERP failure restores CRM ---
+
+
+async def _crm_restore(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    change = _change(data)
+    previous = change.previous_contract_value_minor
+    assert previous is not None  # routing only starts amendments that name what changed
+    return await deps.crm.upsert_contract(
+        subscription=change.subscription, value_minor=previous, ctx=ctx
+    )
+
+
+SUBSCRIPTION_AMENDED = WorkflowSpec(
+    name=Workflow.SUBSCRIPTION_AMENDED,
+    triggers=("customer.subscription.updated",),
+    input_model=SubscriptionChange,
+    steps=(
+        StepSpec(
+            "crm.update_contract", System.CRM, _crm_contract, _sub_id, compensate=_crm_restore
+        ),
+        StepSpec(
+            "erp.amend_contract",
+            System.ERP,
+            _erp_contract,
+            _sub_id,
+            depends_on=("crm.update_contract",),
+        ),
+    ),
+    sla_s=900,
+    requires=(Workflow.SUBSCRIPTION_ACTIVATED,),
+)
+
+
+# --- subscription canceled ---
+
+
+async def _crm_close(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    sub = _change(data).subscription
+    return await deps.crm.upsert_contract(subscription=sub, value_minor=0, ctx=ctx)
+
+
+async def _erp_end(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    return await deps.erp.end_contract(subscription=_change(data).subscription, ctx=ctx)
+
+
+SUBSCRIPTION_CANCELED = WorkflowSpec(
+    name=Workflow.SUBSCRIPTION_CANCELED,
+    triggers=("customer.subscription.deleted",),
+    input_model=SubscriptionChange,
+    steps=(
+        StepSpec("crm.close_contract", System.CRM, _crm_close, _sub_id),
+        StepSpec("erp.end_contract", System.ERP, _erp_end, _sub_id),
+        StepSpec("provisioning.disable_tenant", System.PROVISIONING, _tenant_off, _sub_id),
+    ),
+    sla_s=900,
+    requires=(Workflow.SUBSCRIPTION_ACTIVATED,),
+)
+
+
+# --- invoice paid: never before the invoice itself is posted ---
+
+
+async def _erp_payment(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    return await deps.erp.apply_payment(payment=_payment(data), ctx=ctx)
+
+
+async def _crm_paid(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    payment = _payment(data)
+    return await deps.crm.create_task(
+        external_id=f"paid:{payment.invoice_id}",
+        subject=f"Invoice {payment.invoice_id} paid",
+        body=f"{payment.amount_minor} {payment.currency} (minor units) received from "
+        f"{payment.customer_id}.",
+        due=None,
+        ctx=ctx,
+    )
+
+
+INVOICE_PAID = WorkflowSpec(
+    name=Workflow.INVOICE_PAID,
+    triggers=("invoice.paid",),
+    input_model=Payment,
+    steps=(
+        StepSpec("erp.apply_payment", System.ERP, _erp_payment, _invoice_id),
+        StepSpec(
+            "crm.record_payment",
+            System.CRM,
+            _crm_paid,
+            _invoice_id,
+            depends_on=("erp.apply_payment",),
+        ),
+    ),
+    sla_s=900,
+    requires=(Workflow.INVOICE_GENERATED,),
+)
+
+
+# --- payment failed: real time, three independent notifications ---
+
+
+async def _crm_flag(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    payment = _payment(data)
+    return await deps.crm.create_task(
+        external_id=f"payment_failed:{payment.invoice_id}:{payment.attempt_count}",
+        subject=f"Payment failed: {payment.customer_id}",
+        body=f"Invoice {payment.invoice_id}: {payment.failure_message or 'payment failed'}",
+        due=None,
+        ctx=ctx,
+    )
+
+
+async def _ticket(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    payment = _payment(data)
+    return await deps.support.open_ticket(
+        external_id=f"payment_failed:{payment.invoice_id}:{payment.attempt_count}",
+        customer_id=payment.customer_id,
+        subject=f"Payment failed for invoice {payment.invoice_id}",
+        body=f"{payment.amount_minor} {payment.currency} minor units due; "
+        f"attempt {payment.attempt_count}. {payment.failure_message or ''}".strip(),
+        ctx=ctx,
+    )
+
+
+async def _dunning(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    # Collections retries the charge when billing's dunning schedule says it is due.
+    payment = _payment(data)
+    return await deps.crm.create_task(
+        external_id=f"dunning:{payment.invoice_id}:{payment.attempt_count}",
+        subject=f"Retry payment of invoice {payment.invoice_id}",
+        body=f"Attempt {payment.attempt_count + 1} of {payment.amount_minor} {payment.currency} "
+        "(minor units).",
+        due=payment.next_attempt_at,
+        ctx=ctx,
+    )
+
+
+_REAL_TIME = RetryPolicy(max_attempts=4, base_s=0.2, cap_s=2.0, budget_s=30.0)
+
+PAYMENT_FAILED = WorkflowSpec(
+    name=Workflow.PAYMENT_FAILED,
+    triggers=("invoice.payment_failed",),
+    input_model=Payment,
+    steps=(
+        StepSpec("crm.flag_account", System.CRM, _crm_flag, _invoice_id, retry=_REAL_TIME),
+        StepSpec("support.open_ticket", System.SUPPORT, _ticket, _invoice_id, retry=_REAL_TIME),
+        StepSpec("crm.schedule_dunning", System.CRM, _dunning, _invoice_id, retry=_REAL_TIME),
+    ),
+    sla_s=10,
+)
+
+
+WORKFLOWS: dict[str, WorkflowSpec] = {
+    spec.name.value: spec
+    for spec in (
+        INVOICE_GENERATED,
+        SUBSCRIPTION_ACTIVATED,
+        SUBSCRIPTION_AMENDED,
+        SUBSCRIPTION_CANCELED,
+        INVOICE_PAID,
+        PAYMENT_FAILED,
+    )
+}
+
+
+# Within one ordering key, the order a business applies events that carry the same time:
+# an invoice is posted before it is paid; a subscription starts before it changes or ends.
+_RANK = {
+    Workflow.INVOICE_GENERATED: 0,
+    Workflow.INVOICE_PAID: 1,
+    Workflow.PAYMENT_FAILED: 1,
+    Workflow.SUBSCRIPTION_ACTIVATED: 0,
+    Workflow.SUBSCRIPTION_AMENDED: 1,
+    Workflow.SUBSCRIPTION_CANCELED: 2,
+}
+
+
+def business_rank(workflow: str | None) -> int:
+    return _RANK.get(Workflow(workflow), 0) if workflow in WORKFLOWS else 0

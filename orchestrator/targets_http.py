@@ -1,0 +1,210 @@
+"""The workflow ports over the vendor-shaped HTTP connectors (NetSuite, HubSpot, ops systems)."""
+
+import hashlib
+from datetime import UTC, datetime
+
+from orchestrator.client.canonical import Invoice, Payment, Subscription
+from orchestrator.connectors.errors import Conflict
+from orchestrator.connectors.hubspot import HubSpotCrm
+from orchestrator.connectors.netsuite import NetSuiteErp
+from orchestrator.connectors.ops import TenantProvisioning, ZendeskSupport
+from orchestrator.connectors.ports import (
+    CallContext,
+    CompanyRecord,
+    CustomerRecord,
+    DealRecord,
+    PaymentRecord,
+    RevenueScheduleRecord,
+    TargetRecord,
+    TaskRecord,
+    TenantRecord,
+    TicketRecord,
+)
+
+
+def _months(subscription: Subscription) -> tuple[tuple[str, int], ...]:
+    """Twelve monthly slices of the annual contract value, the remainder in the last one."""
+    start = subscription.current_period_start or datetime.now(UTC)
+    total = subscription.contract_value_minor
+    share, rest = divmod(total, 12)
+    periods = []
+    for n in range(12):
+        year, month = divmod(start.month - 1 + n, 12)
+        periods.append(
+            (f"{start.year + year:04d}-{month + 1:02d}", share + (rest if n == 11 else 0))
+        )
+    return tuple(periods)
+
+
+class NetSuiteLedger:
+    """ErpLedger over NetSuiteErp: customers upserted, contracts and payments created once."""
+
+    def __init__(self, erp: NetSuiteErp) -> None:
+        self._erp = erp
+
+    async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
+        return await self._erp.post_invoice(invoice, ctx=ctx)
+
+    async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        return await self._erp.find_invoice(external_id, ctx=ctx)
+
+    async def upsert_customer(
+        self, *, customer_id: str, currency: str, ctx: CallContext
+    ) -> TargetRecord:
+        return await self._erp.upsert_customer(
+            CustomerRecord(external_id=customer_id, name=customer_id, currency=currency), ctx=ctx
+        )
+
+    async def upsert_contract(
+        self, *, subscription: Subscription, ctx: CallContext
+    ) -> TargetRecord:
+        # A new plan per contract version: an amendment adds one, a repeat finds its own.
+        version = hashlib.sha256(
+            repr(
+                [(i.price_id, i.quantity, i.unit_amount_minor) for i in subscription.items]
+            ).encode()
+        ).hexdigest()[:10]
+        return await self._plan(
+            subscription,
+            f"contract:{subscription.subscription_id}:{version}",
+            _months(subscription),
+            ctx,
+        )
+
+    async def end_contract(self, *, subscription: Subscription, ctx: CallContext) -> TargetRecord:
+        return await self._plan(
+            subscription, f"contract:{subscription.subscription_id}:ended", (), ctx
+        )
+
+    async def apply_payment(self, *, payment: Payment, ctx: CallContext) -> TargetRecord:
+        paid_on = (payment.occurred_at or datetime.now(UTC)).date()
+        record = PaymentRecord(
+            external_id=f"payment:{payment.invoice_id}",
+            customer_external_id=payment.customer_id,
+            invoice_external_id=payment.invoice_id,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            paid_on=paid_on,
+        )
+        try:
+            return await self._erp.post_payment(record, ctx=ctx)
+        except Conflict:
+            return await self._existing("customerpayment", record.external_id, ctx)
+
+    async def _plan(
+        self,
+        subscription: Subscription,
+        external_id: str,
+        periods: tuple[tuple[str, int], ...],
+        ctx: CallContext,
+    ) -> TargetRecord:
+        schedule = RevenueScheduleRecord(
+            external_id=external_id,
+            invoice_external_id=subscription.subscription_id,
+            currency=subscription.currency,
+            amount_minor=sum(amount for _, amount in periods),
+            periods=periods,
+        )
+        try:
+            return await self._erp.post_revenue_schedule(schedule, ctx=ctx)
+        except Conflict:
+            return await self._existing("revenueplan", external_id, ctx)
+
+    async def _existing(self, record_type: str, external_id: str, ctx: CallContext) -> TargetRecord:
+        found = await self._erp.find_record(record_type, external_id, ctx=ctx)
+        if found is None:
+            raise Conflict(f"{record_type} {external_id} conflicts but cannot be found")
+        return found
+
+    async def aclose(self) -> None:
+        await self._erp.aclose()
+
+
+class HubSpotAccounts:
+    """Crm over HubSpotCrm: companies by customer ID, deals by subscription ID, tasks."""
+
+    def __init__(self, crm: HubSpotCrm) -> None:
+        self._crm = crm
+
+    async def upsert_account(self, *, customer_id: str, ctx: CallContext) -> TargetRecord:
+        return await self._crm.upsert_company(
+            CompanyRecord(external_id=customer_id, name=customer_id), ctx=ctx
+        )
+
+    async def upsert_contract(
+        self, *, subscription: Subscription, value_minor: int, ctx: CallContext
+    ) -> TargetRecord:
+        renewal = (
+            subscription.current_period_end.date() if subscription.current_period_end else None
+        )
+        return await self._crm.upsert_deal(
+            DealRecord(
+                external_id=subscription.subscription_id,
+                name=f"Subscription {subscription.subscription_id}",
+                amount_minor=value_minor,
+                currency=subscription.currency,
+                stage="closedwon" if value_minor else "closedlost",
+                company_external_id=subscription.customer_id,
+                renewal_date=renewal,
+            ),
+            ctx=ctx,
+        )
+
+    async def create_task(
+        self, *, external_id: str, subject: str, body: str, due: datetime | None, ctx: CallContext
+    ) -> TargetRecord:
+        try:
+            return await self._crm.create_task(
+                TaskRecord(external_id=external_id, subject=subject, body=body, due=due), ctx=ctx
+            )
+        except Conflict:
+            found = await self._crm.find("tasks", external_id, ctx=ctx)
+            if found is None:
+                raise
+            return found
+
+    async def aclose(self) -> None:
+        await self._crm.aclose()
+
+
+class OpsTenants:
+    def __init__(self, provisioning: TenantProvisioning) -> None:
+        self._provisioning = provisioning
+
+    async def set_tenant(
+        self, *, subscription: Subscription, enabled: bool, ctx: CallContext
+    ) -> TargetRecord:
+        plan = subscription.items[0].price_id if subscription.items else None
+        return await self._provisioning.set_tenant(
+            TenantRecord(
+                external_id=subscription.subscription_id,
+                name=subscription.customer_id,
+                plan=plan,
+                enabled=enabled,
+            ),
+            ctx=ctx,
+        )
+
+    async def aclose(self) -> None:
+        await self._provisioning.aclose()
+
+
+class OpsTickets:
+    def __init__(self, support: ZendeskSupport) -> None:
+        self._support = support
+
+    async def open_ticket(
+        self, *, external_id: str, customer_id: str, subject: str, body: str, ctx: CallContext
+    ) -> TargetRecord:
+        return await self._support.open_ticket(
+            TicketRecord(
+                external_id=external_id,
+                subject=subject,
+                body=f"{body}\nCustomer: {customer_id}",
+                tags=("concord",),
+            ),
+            ctx=ctx,
+        )
+
+    async def aclose(self) -> None:
+        await self._support.aclose()

@@ -1,0 +1,63 @@
+"""One way to reconcile a period from settings: the API, `concord reconcile` and the cron use it."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from reconciliation.engine import Tolerance
+from reconciliation.http_source import HttpSource
+from reconciliation.runner import RunOptions, run_reconciliation
+from reconciliation.settings import ReconciliationSettings
+from reconciliation.sources import LineageSource, SnapshotSource
+
+
+def options(settings: ReconciliationSettings) -> RunOptions:
+    return RunOptions(
+        runs_dir=settings.reconciliation_dir,
+        tolerance=Tolerance(
+            settings.reconciliation_tolerance_minor,
+            settings.reconciliation_tolerance_by_currency,
+        ),
+    )
+
+
+@asynccontextmanager
+async def sources(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: ReconciliationSettings
+) -> AsyncIterator[list[SnapshotSource]]:
+    """Concord's own lineage, plus the billing and ERP list endpoints when configured."""
+    found: list[SnapshotSource] = [
+        LineageSource(sessionmaker, invoice_workflows=settings.reconciliation_invoice_workflows)
+    ]
+    async with httpx.AsyncClient(timeout=settings.reconciliation_http_timeout_s) as client:
+        if settings.reconciliation_billing_url or settings.reconciliation_erp_url:
+            found.append(
+                HttpSource(
+                    billing_url=settings.reconciliation_billing_url,
+                    erp_url=settings.reconciliation_erp_url,
+                    client=client,
+                )
+            )
+        yield found
+
+
+async def reconcile_period(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: ReconciliationSettings,
+    *,
+    period: str,
+    trigger: str,
+    requested_by: str | None = None,
+) -> int:
+    """Run a reconciliation of `period` (YYYY-MM) and return its run id."""
+    async with sources(sessionmaker, settings) as found:
+        return await run_reconciliation(
+            sessionmaker,
+            period=period,
+            sources=found,
+            options=options(settings),
+            trigger=trigger,
+            requested_by=requested_by,
+        )

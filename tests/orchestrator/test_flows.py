@@ -1,0 +1,307 @@
+"""Every workflow's happy path and main failure path, against in-repo fakes of the targets."""
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.intake import incoming_event
+from lineage import inbox
+from lineage.enums import ExceptionStatus, StepState, System, TxState
+from lineage.models import BusinessTransaction, ExceptionItem, WorkflowStep
+from orchestrator import engine
+from orchestrator.client import stripe_events
+from orchestrator.client.queue import queue_pool
+from orchestrator.connectors.errors import Retryable, Terminal
+from orchestrator.deps import WorkerDeps
+from orchestrator.engine import Outcome
+from orchestrator.settings import OrchestratorSettings
+from tests.factories import (
+    FIXTURE_INVOICE,
+    fixture_subscription,
+    new_invoice,
+    stripe_event,
+    subscription_event,
+    with_quantity,
+)
+from tests.fakes import Fakes, fake_deps
+
+
+@dataclass
+class Harness:
+    fakes: Fakes
+    deps: WorkerDeps
+
+    async def deliver(self, event: dict[str, Any]) -> tuple[str, Outcome]:
+        """Take a Stripe event through intake's mapping and the inbox, then run the engine."""
+        decision = stripe_events.route(event)
+        async with self.deps.sessionmaker.begin() as session:
+            result = await inbox.record_event(
+                session,
+                incoming_event(
+                    source="stripe",
+                    source_event_id=event["id"],
+                    event_type=event["type"],
+                    payload=event,
+                    decision=decision,
+                    source_system=System.BILLING,
+                ),
+            )
+        return result.correlation_id, await self.settle(result.correlation_id)
+
+    async def settle(self, correlation_id: str) -> Outcome:
+        """Run as the deferred wake-ups would, without waiting out the delays."""
+        for _ in range(20):
+            async with self.deps.sessionmaker.begin() as session:
+                tx = await session.get(BusinessTransaction, correlation_id)
+                assert tx is not None
+                tx.next_attempt_at = None
+            outcome = await engine.run_transaction(self.deps, correlation_id)
+            if outcome is not Outcome.RETRY_SCHEDULED:
+                return outcome
+        raise AssertionError("never settled")
+
+
+@pytest.fixture
+async def system(
+    database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Harness]:
+    pool = queue_pool(redis_url)
+    settings = OrchestratorSettings(
+        database_url=database_url, redis_url=redis_url, retry_base_s=0, retry_cap_s=0
+    )
+    fakes = Fakes()
+    yield Harness(fakes, fake_deps(settings, sessionmaker, pool, fakes))
+    await pool.aclose()
+
+
+async def _tx(sessionmaker: async_sessionmaker[AsyncSession], cid: str) -> BusinessTransaction:
+    async with sessionmaker() as session:
+        tx = await session.get(BusinessTransaction, cid)
+    assert tx is not None
+    return tx
+
+
+async def _exceptions(sessionmaker: async_sessionmaker[AsyncSession]) -> list[ExceptionItem]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(ExceptionItem)))
+
+
+async def _steps(sessionmaker: async_sessionmaker[AsyncSession], cid: str) -> dict[str, StepState]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(select(WorkflowStep).where(WorkflowStep.correlation_id == cid))
+        return {row.name: row.state for row in rows}
+
+
+def _created(seconds_ago: int = 60, **fields: Any) -> dict[str, Any]:
+    return subscription_event(
+        "customer.subscription.created",
+        subscription=fixture_subscription(**fields),
+        created=int(time.time()) - seconds_ago,
+    )
+
+
+async def test_activation_reaches_crm_erp_and_provisioning(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    cid, outcome = await deliver(_created())
+
+    sub_id = fixture_subscription()["id"]
+    assert outcome is Outcome.POSTED
+    # The fixture's item: 2000 minor units a month, quantity 1.
+    assert fakes.crm.records[("deal", sub_id)]["amount"] == 24000
+    assert fakes.erp.records[("contract", sub_id)]["value"] == 24000
+    assert ("customer", "cus_QXg1o8vcGmoR32") in fakes.erp.records
+    assert fakes.provisioning.records[("tenant", sub_id)]["enabled"] is True
+    assert set((await _steps(sessionmaker, cid)).values()) == {StepState.SUCCEEDED}
+
+
+async def test_activation_with_a_refusing_provisioner_is_an_exception(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    fakes.provisioning.fail["set_tenant"] = [Terminal("plan unknown", http_status=422)]
+
+    cid, outcome = await deliver(_created())
+
+    assert outcome is Outcome.EXCEPTION
+    steps = await _steps(sessionmaker, cid)
+    assert steps["provisioning.enable_tenant"] is StepState.FAILED_TERMINAL
+    [item] = await _exceptions(sessionmaker)
+    assert "plan unknown" in item.message
+
+
+async def test_amendment_waits_for_activation_then_updates_crm_and_erp(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    sub = fixture_subscription()
+    updated = subscription_event(
+        "customer.subscription.updated",
+        subscription=with_quantity(sub, 3),
+        previous_attributes={"items": sub["items"]},
+    )
+
+    early, waiting = await deliver(updated)
+    assert waiting is Outcome.WAITING
+    assert "subscription_activated" in ((await _tx(sessionmaker, early)).state_reason or "")
+
+    _, activated = await deliver(_created())
+    assert activated is Outcome.POSTED
+    assert await system.settle(early) is Outcome.POSTED
+    assert fakes.crm.records[("deal", sub["id"])]["amount"] == 72000
+    assert fakes.erp.records[("contract", sub["id"])]["value"] == 72000
+
+
+async def test_amendment_failing_in_the_erp_restores_the_crm_value(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    sub = fixture_subscription()
+    await deliver(_created())
+    fakes.erp.fail["upsert_contract"] = [Terminal("period closed", http_status=400)]
+    updated = subscription_event(
+        "customer.subscription.updated",
+        subscription=with_quantity(sub, 3),
+        previous_attributes={"items": sub["items"]},
+    )
+
+    cid, outcome = await deliver(updated)
+
+    assert outcome is Outcome.REVERSED
+    assert (await _tx(sessionmaker, cid)).state is TxState.REVERSED
+    assert fakes.crm.records[("deal", sub["id"])]["amount"] == 24000
+    assert [op for op in fakes.crm.ops() if op == "upsert_contract"] == ["upsert_contract"] * 3
+    steps = await _steps(sessionmaker, cid)
+    assert steps == {
+        "crm.update_contract": StepState.COMPENSATED,
+        "erp.amend_contract": StepState.FAILED_TERMINAL,
+    }
+    [item] = await _exceptions(sessionmaker)
+    assert item.status is ExceptionStatus.OPEN
+    assert "undone" in (item.suggested_action or "")
+
+
+async def test_update_without_plan_or_quantity_change_is_ignored() -> None:
+    event = subscription_event(
+        "customer.subscription.updated", previous_attributes={"metadata": {"foo": None}}
+    )
+
+    decision = stripe_events.route(event)
+
+    assert decision.reason == "the update changes neither plan nor quantity"  # type: ignore[union-attr]
+
+
+async def test_cancellation_closes_everything(system: Harness) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    sub_id = fixture_subscription()["id"]
+    await deliver(_created())
+
+    _, outcome = await deliver(
+        subscription_event(
+            "customer.subscription.deleted", subscription=fixture_subscription(status="canceled")
+        )
+    )
+
+    assert outcome is Outcome.POSTED
+    assert fakes.crm.records[("deal", sub_id)]["amount"] == 0
+    assert fakes.erp.records[("contract", sub_id)]["ended"] is True
+    assert fakes.provisioning.records[("tenant", sub_id)]["enabled"] is False
+
+
+async def test_cancellation_with_the_erp_down_exhausts_its_budget(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    await deliver(_created())
+    fakes.erp.fail["end_contract"] = [Retryable("503", http_status=503) for _ in range(10)]
+
+    _, outcome = await deliver(
+        subscription_event(
+            "customer.subscription.deleted", subscription=fixture_subscription(status="canceled")
+        )
+    )
+
+    assert outcome is Outcome.EXCEPTION
+    assert [i.classification for i in await _exceptions(sessionmaker)] == ["budget_exhausted"]
+
+
+async def test_paid_before_finalized_waits_then_applies(system: Harness) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    invoice = new_invoice(status="paid", amount_paid=1000)
+    now = int(time.time())
+    paid = stripe_event("invoice.paid", invoice=invoice)
+    paid["created"] = now
+    finalized = stripe_event("invoice.finalized", invoice=invoice)
+    finalized["created"] = now - 5
+
+    paid_cid, first = await deliver(paid)
+    _, posted = await deliver(finalized)
+    assert first is Outcome.WAITING
+    assert posted is Outcome.POSTED
+    assert await system.settle(paid_cid) is Outcome.POSTED
+    assert ("payment", invoice["id"]) in fakes.erp.records
+    assert ("task", f"paid:{invoice['id']}") in fakes.crm.records
+
+
+async def test_paid_invoice_with_a_refusing_crm_is_an_exception(system: Harness) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    invoice = new_invoice(status="paid", amount_paid=1000)
+    await deliver(stripe_event("invoice.finalized", invoice=invoice))
+    fakes.crm.fail["create_task"] = [Terminal("company archived", http_status=400)]
+
+    _, outcome = await deliver(stripe_event("invoice.paid", invoice=invoice))
+
+    assert outcome is Outcome.EXCEPTION
+    assert ("payment", invoice["id"]) in fakes.erp.records
+
+
+async def test_failed_payment_notifies_crm_support_and_dunning(system: Harness) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    invoice = new_invoice(attempt_count=1)
+
+    _, outcome = await deliver(stripe_event("invoice.payment_failed", invoice=invoice))
+
+    assert outcome is Outcome.POSTED
+    assert fakes.crm.records[("task", f"payment_failed:{invoice['id']}:1")]["subject"] == (
+        "Payment failed: cus_QXg1o8vcGmoR32"
+    )
+    assert fakes.support.records[("ticket", f"payment_failed:{invoice['id']}:1")]
+    dunning = fakes.crm.records[("task", f"dunning:{invoice['id']}:1")]
+    assert dunning["due"] == datetime.fromtimestamp(FIXTURE_INVOICE["next_payment_attempt"], UTC)
+
+
+async def test_failed_payment_with_support_down_gives_up_within_its_real_time_budget(
+    system: Harness,
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    fakes.support.fail["open_ticket"] = [Retryable("down", http_status=502) for _ in range(10)]
+
+    _, outcome = await deliver(stripe_event("invoice.payment_failed", invoice=new_invoice()))
+
+    assert outcome is Outcome.EXCEPTION
+    # The real-time policy allows 4 attempts, not the default 5.
+    assert fakes.support.ops().count("open_ticket") == 4
+    assert fakes.crm.ops() == ["create_task", "create_task"]
+
+
+async def test_paid_and_finalized_in_the_same_second_do_not_wait_on_each_other(
+    system: Harness,
+) -> None:
+    # Stripe stamps whole seconds: a payment taken at finalization carries the same time.
+    invoice = new_invoice(status="paid", amount_paid=1000)
+    paid = stripe_event("invoice.paid", invoice=invoice)
+    finalized = stripe_event("invoice.finalized", invoice=invoice)
+    finalized["created"] = paid["created"]
+
+    paid_cid, first = await system.deliver(paid)
+    _, posted = await system.deliver(finalized)
+
+    assert (first, posted) == (Outcome.WAITING, Outcome.POSTED)
+    assert await system.settle(paid_cid) is Outcome.POSTED
