@@ -3,9 +3,16 @@
 from pydantic import BaseModel
 
 from lineage.enums import System
-from orchestrator.client.canonical import Invoice, Payment, SubscriptionChange, Workflow
+from orchestrator.client.canonical import (
+    DealEvent,
+    Invoice,
+    Payment,
+    SubscriptionChange,
+    Workflow,
+)
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
+from orchestrator.enrichment import subscription_context
 from orchestrator.workflows import RetryPolicy, StepSpec, WorkflowSpec
 
 
@@ -273,6 +280,40 @@ PAYMENT_FAILED = WorkflowSpec(
 )
 
 
+# --- renewal risk: customer success gets a task with what billing and Concord know ---
+
+
+def _deal(data: BaseModel) -> DealEvent:
+    assert isinstance(data, DealEvent)
+    return data
+
+
+def _deal_key(data: BaseModel) -> str:
+    deal = _deal(data)
+    return f"{deal.deal_id}:{deal.occurred_at.isoformat() if deal.occurred_at else 'now'}"
+
+
+async def _success_task(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    deal = _deal(data)
+    context = await subscription_context(deps.sessionmaker, deal.source_id)
+    return await deps.crm.create_task(
+        external_id=f"renewal_risk:{_deal_key(data)}",
+        subject=f"Renewal risk ({deal.property_value}) on deal {deal.deal_id}",
+        body=context,
+        due=None,
+        ctx=ctx,
+    )
+
+
+RENEWAL_RISK = WorkflowSpec(
+    name=Workflow.RENEWAL_RISK,
+    triggers=("deal.propertyChange:renewal_risk",),
+    input_model=DealEvent,
+    steps=(StepSpec("crm.create_success_task", System.CRM, _success_task, _deal_key),),
+    sla_s=3600,
+)
+
+
 WORKFLOWS: dict[str, WorkflowSpec] = {
     spec.name.value: spec
     for spec in (
@@ -282,6 +323,7 @@ WORKFLOWS: dict[str, WorkflowSpec] = {
         SUBSCRIPTION_CANCELED,
         INVOICE_PAID,
         PAYMENT_FAILED,
+        RENEWAL_RISK,
     )
 }
 
@@ -295,6 +337,7 @@ _RANK = {
     Workflow.SUBSCRIPTION_ACTIVATED: 0,
     Workflow.SUBSCRIPTION_AMENDED: 1,
     Workflow.SUBSCRIPTION_CANCELED: 2,
+    Workflow.RENEWAL_RISK: 0,
 }
 
 

@@ -1,6 +1,6 @@
 """Drive the billing sandbox through a B2B SaaS life: sign-ups on monthly and annual plans,
 upgrades and downgrades mid-cycle, usage overages, renewals (invoices), failed and recovered
-payments, and cancellations.
+payments, cancellations, and renewal risks flagged on the CRM deal.
 
 plan_traffic() is pure: a seed fixes the exact sequence of actions, which name customers by
 their sign-up number rather than by the IDs billing hands out. run_traffic() plays a plan
@@ -43,6 +43,7 @@ WEIGHTS = {
     "card_fails": 6,
     "card_fixed": 6,
     "cancel": 6,
+    "renewal_risk": 3,
 }
 
 
@@ -88,6 +89,8 @@ def plan_traffic(*, count: int, seed: int) -> list[Action]:
             fixed = rng.choice(sorted(failing))
             failing.discard(fixed)
             actions.append(Action("card_fixed", fixed))
+        elif kind == "renewal_risk":
+            actions.append(Action("renewal_risk", who, plans[who]))
         elif kind == "cancel" and len(plans) > 3:
             del plans[who]
             failing.discard(who)
@@ -257,6 +260,30 @@ def _play(api: _Billing, world: _World, n: int, action: Action, run: str) -> Non
     elif action.kind == "cancel":
         api.call("DELETE", f"/v1/subscriptions/{sub['id']}", key)
         world.subs.pop(action.customer, None)
+    elif action.kind == "renewal_risk":
+        _renewal_risk(api, sub)
+
+
+def _renewal_risk(api: _Billing, sub: dict[str, Any]) -> None:
+    """Customer success marks the subscription's CRM deal at risk; the CRM sends the webhook."""
+    crm = str(api.client.base_url).rstrip("/").removesuffix("/billing") + "/crm"
+    body = {
+        "inputs": [
+            {
+                "id": sub["id"],
+                "idProperty": "external_id",
+                "properties": {"renewal_risk": "high", "dealname": f"Subscription {sub['id']}"},
+            }
+        ]
+    }
+    api.report.requests += 1
+    try:
+        response = api.client.post(f"{crm}/crm/v3/objects/deals/batch/upsert", json=body)
+    except httpx.TransportError as exc:
+        api.report.errors[type(exc).__name__] += 1
+        return
+    if response.status_code >= 300:
+        api.report.errors[str(response.status_code)] += 1
 
 
 def run_traffic(

@@ -127,7 +127,9 @@ class FakeCrm(FakeSystem):
     async def create_task(
         self, *, external_id: str, subject: str, body: str, due: datetime | None, ctx: CallContext
     ) -> TargetRecord:
-        return self._do("create_task", "task", external_id, ctx, subject=subject, due=due)
+        return self._do(
+            "create_task", "task", external_id, ctx, subject=subject, body=body, due=due
+        )
 
 
 class FakeProvisioning(FakeSystem):

@@ -15,7 +15,7 @@ from lineage import inbox
 from lineage.enums import ExceptionStatus, StepState, System, TxState
 from lineage.models import BusinessTransaction, ExceptionItem, WorkflowStep
 from orchestrator import engine
-from orchestrator.client import stripe_events
+from orchestrator.client import hubspot_events, stripe_events
 from orchestrator.client.queue import queue_pool
 from orchestrator.connectors.errors import Retryable, Terminal
 from orchestrator.deps import WorkerDeps
@@ -305,3 +305,43 @@ async def test_paid_and_finalized_in_the_same_second_do_not_wait_on_each_other(
 
     assert (first, posted) == (Outcome.WAITING, Outcome.POSTED)
     assert await system.settle(paid_cid) is Outcome.POSTED
+
+
+async def test_renewal_risk_gives_customer_success_a_task_with_billing_context(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes = system.fakes
+    sub_id = fixture_subscription()["id"]
+    await system.deliver(_created())
+    event = {
+        "eventId": 991,
+        "subscriptionType": "deal.propertyChange",
+        "objectId": 42,
+        "propertyName": "renewal_risk",
+        "propertyValue": "high",
+        "portalId": 62515,
+        "occurredAt": int(time.time() * 1000),
+        "sourceId": sub_id,
+    }
+    decision = hubspot_events.route(event)
+    async with sessionmaker.begin() as session:
+        result = await inbox.record_event(
+            session,
+            incoming_event(
+                source="hubspot",
+                source_event_id="991",
+                event_type=hubspot_events.event_type(event),
+                payload=event,
+                decision=decision,
+                source_system=System.CRM,
+            ),
+        )
+
+    assert await system.settle(result.correlation_id) is Outcome.POSTED
+    [task] = [
+        v
+        for (kind, key), v in fakes.crm.records.items()
+        if kind == "task" and key.startswith("renewal_risk:42:")
+    ]
+    assert task["subject"] == "Renewal risk (high) on deal 42"
+    assert task["body"].startswith(f"Subscription {sub_id}: contract value 24000 USD a year")
