@@ -53,12 +53,12 @@ class System:
             **extra,
         }
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
         from concord.embedded_redis import free_port
 
         process = subprocess.Popen(
             [sys.executable, "-m", "concord", "worker", "--port", str(free_port())],
-            env=self.worker_env(),
+            env=self.worker_env(**extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -84,12 +84,12 @@ class System:
 
 
 @contextmanager
-def running_system(database_url: str, redis_url: str) -> Iterator[System]:
+def running_system(database_url: str, redis_url: str, *, faults: str = "") -> Iterator[System]:
     settings = ApiSettings(
         database_url=database_url, redis_url=redis_url, stripe_webhook_secret=WEBHOOK_SECRET
     )
     with (
-        serve_in_thread(create_sandbox_app()) as sandbox,
+        serve_in_thread(create_sandbox_app(faults=faults)) as sandbox,
         serve_in_thread(create_app(settings)) as api,
     ):
         system = System(database_url, redis_url, api, f"{sandbox}/erp")
