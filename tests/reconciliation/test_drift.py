@@ -1,5 +1,6 @@
 """Drift injected into the sandbox ERP while Concord posts is found by the next run, and a fix
-in the ERP is auto-resolved by the run after it: webhook -> worker -> ERP -> reconciliation."""
+(in the ERP, or by a replay) is auto-resolved by the run after it: webhook -> worker -> ERP ->
+reconciliation."""
 
 import json
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lineage.enums import Role
 from lineage.models import Mismatch
 from orchestrator.settings import OrchestratorSettings
 from reconciliation.http_source import HttpSource
@@ -96,3 +98,45 @@ async def test_a_dropped_posting_is_found_then_auto_resolved_once_the_erp_holds_
         after = await session.get(Mismatch, mismatch.id)
         assert after is not None
         assert (after.status, after.resolved_run_id) == ("auto_resolved", second)
+
+
+async def test_a_replay_repairs_a_dropped_posting_and_the_next_run_auto_resolves_it(
+    client: httpx.AsyncClient,
+    sandbox_url: str,
+    worker_settings: OrchestratorSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    api_keys: dict[Role, str],
+    tmp_path: Path,
+) -> None:
+    _faults(sandbox_url, "erp.invoice:drift_drop=1")
+    dropped_cid, dropped = await _post(client)
+    await run_burst(worker_settings)
+    _faults(sandbox_url, "")
+    first = await _reconcile(sessionmaker, sandbox_url, tmp_path)
+    async with sessionmaker() as session:
+        [mismatch] = await session.scalars(select(Mismatch))
+    assert (mismatch.kind, mismatch.source_id, mismatch.status) == (
+        "posted_but_missing",
+        dropped,
+        "open",
+    )
+    assert (await load_run(sessionmaker, first)).new_count == 1
+
+    # The ERP still answers the original idempotency key with the lost record's location:
+    # the replay must look the invoice up, find nothing, and post it under a key of its own.
+    replay = await client.post(
+        f"/v1/transactions/{dropped_cid}/replay",
+        json={"reason": "reconciliation found it missing in the ERP"},
+        headers={"Authorization": f"Bearer {api_keys[Role.OPS]}"},
+    )
+    assert replay.status_code == 202, replay.text
+    await run_burst(worker_settings)
+
+    ledger = httpx.get(f"{sandbox_url}/erp/_admin/ledger").json()["records"]
+    assert [r["external_id"] for r in ledger if r["type"] == "invoice"] == [dropped]
+    second = await _reconcile(sessionmaker, sandbox_url, tmp_path)
+    assert (await load_run(sessionmaker, second)).auto_resolved_count == 1
+    async with sessionmaker() as session:
+        after = await session.get(Mismatch, mismatch.id)
+        assert after is not None
+        assert after.status == "auto_resolved"
