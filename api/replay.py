@@ -23,13 +23,17 @@ from lineage.clock import utc_now
 from lineage.enums import ExceptionStatus, Role, TxState
 from lineage.errors import NotReplayable
 from lineage.models import ExceptionItem, WorkflowStep
-from orchestrator.client.canonical import Invoice, Workflow
+from orchestrator.client.catalog import IDENTITY_FIELDS, WORKFLOW_INPUTS
 
-# Each workflow's canonical input model. orchestrator/workflows.py holds the same mapping
-# (WorkflowSpec.input_model), which the api may not import; keep the two in step.
-CANONICAL_MODELS: dict[str, type[BaseModel]] = {Workflow.INVOICE_GENERATED.value: Invoice}
-# Fields that name the record in the target: editing one would post a second record.
-IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {Workflow.INVOICE_GENERATED.value: ("invoice_id",)}
+CANONICAL_MODELS: dict[str, type[BaseModel]] = {w.value: m for w, m in WORKFLOW_INPUTS.items()}
+_IDENTITY: dict[str, tuple[str, ...]] = {w.value: f for w, f in IDENTITY_FIELDS.items()}
+
+
+def _at(document: dict[str, Any], path: str) -> Any:
+    value: Any = document
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _check_force(replay_in: ReplayCreate, principal: Principal) -> None:
@@ -37,12 +41,6 @@ def _check_force(replay_in: ReplayCreate, principal: Principal) -> None:
         return
     if principal.role is not Role.ADMIN:
         raise ApiError(403, "forbidden", "force_new_posting is for admins only")
-    raise ApiError(
-        422,
-        "not_supported",
-        "force_new_posting is not supported yet: a replay always reuses the idempotency key "
-        "and finds an existing record instead of posting a second one",
-    )
 
 
 async def _check_from_step(session: AsyncSession, correlation_id: str, step: str | None) -> None:
@@ -79,7 +77,7 @@ def _edited_input(
             details={"errors": errors},
         ) from exc
     before = original or {}
-    changed = [f for f in IDENTITY_FIELDS.get(workflow, ()) if edited.get(f) != before.get(f)]
+    changed = [f for f in _IDENTITY.get(workflow, ()) if _at(edited, f) != _at(before, f)]
     if changed:
         raise ApiError(
             422,
@@ -112,6 +110,7 @@ async def replay_one(
         now=utc_now(),
         from_step=replay_in.from_step,
         input_override=override,
+        force_new_posting=replay_in.force_new_posting,
     )
     await audit_trail.record_success(
         session,

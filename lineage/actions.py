@@ -63,6 +63,7 @@ async def start_replay(
     now: datetime,
     from_step: str | None = None,
     input_override: dict[str, Any] | None = None,
+    force_new_posting: bool = False,
 ) -> WorkflowRun:
     """Open a new run of a settled transaction; the caller enqueues the wake-up after commit.
 
@@ -90,6 +91,7 @@ async def start_replay(
         reason=reason,
         input_override=input_override,
         from_step=from_step,
+        force_new_posting=force_new_posting,
         state=RunState.RUNNING,
         started_at=now,
     )

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
@@ -140,6 +141,8 @@ class WorkflowRun(Base):
     # A replay's edited workflow input; the event's payload itself is never changed.
     input_override: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
     from_step: Mapped[str | None] = mapped_column(String(100))
+    # An admin's replay that posts a second copy on purpose, under new external IDs.
+    force_new_posting: Mapped[bool] = mapped_column(default=False, server_default=false())
     state: Mapped[RunState]
     started_at: Mapped[datetime] = mapped_column(default=utc_now)
     ended_at: Mapped[datetime | None]

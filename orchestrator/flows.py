@@ -48,6 +48,11 @@ async def _post_invoice(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> 
     return await deps.erp.post_invoice(data, ctx=ctx)
 
 
+def _fork_invoice(data: BaseModel, suffix: str) -> BaseModel:
+    assert isinstance(data, Invoice)
+    return data.model_copy(update={"invoice_id": f"{data.invoice_id}{suffix}"})
+
+
 async def _find_invoice(
     deps: WorkerDeps, external_id: str, ctx: CallContext
 ) -> TargetRecord | None:
@@ -59,7 +64,14 @@ INVOICE_GENERATED = WorkflowSpec(
     triggers=("invoice.finalized", "com.concord.invoice.generated"),
     input_model=Invoice,
     steps=(
-        StepSpec("erp.post_invoice", System.ERP, _post_invoice, _invoice_id, lookup=_find_invoice),
+        StepSpec(
+            "erp.post_invoice",
+            System.ERP,
+            _post_invoice,
+            _invoice_id,
+            lookup=_find_invoice,
+            fork=_fork_invoice,
+        ),
     ),
     sla_s=300,
 )

@@ -78,6 +78,12 @@ async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
     # answers the original key with the lost record's location.
     replay = claimed.run.trigger == "replay"
     ctx = context(correlation_id, step, suffix=f":run{claimed.run.number}" if replay else "")
+    forced = claimed.run.force_new_posting and step.fork is not None
+    if forced:
+        # An admin asked for a second copy: a new external ID, which the replay's lookup
+        # cannot confuse with the first record.
+        assert step.fork is not None
+        data = step.fork(data, f"~r{claimed.run.number}")
     external_id = step.external_id(data)
     async with deps.sessionmaker.begin() as session:
         row, attempt = await runs.start_attempt(

@@ -38,6 +38,9 @@ class StepSpec:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Undoes this step's effect when a later step fails terminally.
     compensate: Action | None = None
+    # For an admin's forced re-posting: the input with the external ID given a suffix, so the
+    # target creates a second record on purpose. None: the step cannot post a copy (upserts).
+    fork: Callable[[BaseModel, str], BaseModel] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,18 @@
 """The exception queue, assignment, single replay checks and manual resolution."""
 
+import json
+
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.enums import Role, TxState
 from lineage.models import BusinessTransaction, WorkflowRun
+from orchestrator.settings import OrchestratorSettings
 from tests.api.builders import STEP, add_run, add_transaction, canonical
 from tests.api.helpers import audit_rows, auth, ok
+from tests.factories import new_invoice, signed_headers, stripe_event
+from tests.workers import run_burst
 
 
 async def _failed(
@@ -171,21 +176,43 @@ async def test_replay_refusals_change_nothing_and_are_audited(
     ]
 
 
-async def test_force_new_posting_is_refused_for_admins_too_until_supported(
+async def test_forced_re_posting_by_an_admin_creates_a_second_copy_once(
     client: httpx.AsyncClient,
     api_keys: dict[Role, str],
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sandbox_url: str,
+    worker_settings: OrchestratorSettings,
 ) -> None:
-    tx = await _failed(sessionmaker)
+    body = json.dumps(stripe_event(invoice=new_invoice())).encode()
+    posted = await client.post("/v1/webhooks/stripe", content=body, headers=signed_headers(body))
+    correlation_id, invoice_id = (
+        posted.json()["correlation_id"],
+        json.loads(body)["data"]["object"]["id"],
+    )
+    await run_burst(worker_settings)
 
-    response = await client.post(
-        f"/v1/transactions/{tx.correlation_id}/replay",
+    by_ops = await client.post(
+        f"/v1/transactions/{correlation_id}/replay",
         json={"reason": "need a second copy", "force_new_posting": True},
+        headers=auth(api_keys[Role.OPS]),
+    )
+    by_admin = await client.post(
+        f"/v1/transactions/{correlation_id}/replay",
+        json={
+            "reason": "the ERP's copy was voided by hand; post it again",
+            "force_new_posting": True,
+        },
         headers=auth(api_keys[Role.ADMIN]),
     )
+    await run_burst(worker_settings)
+    await run_burst(worker_settings)
 
-    assert (response.status_code, response.json()["error"]["code"]) == (422, "not_supported")
-    assert "not supported yet" in response.json()["error"]["message"]
+    assert by_ops.status_code == 403
+    assert by_admin.status_code == 202, by_admin.text
+    ledger = httpx.get(f"{sandbox_url}/erp/_admin/ledger").json()["records"]
+    assert sorted((r["external_id"], r["create_calls"]) for r in ledger) == [
+        (invoice_id, 1),
+        (f"{invoice_id}~r2", 1),
+    ]
 
 
 async def test_busy_and_ignored_transactions_cannot_be_replayed(
