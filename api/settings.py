@@ -1,5 +1,6 @@
 from pydantic import Field
 
+from orchestrator.client.catalog import SLA_S
 from orchestrator.client.queue import QueueSettings
 
 
@@ -25,7 +26,8 @@ class ApiSettings(QueueSettings):
     bulk_replay_batch: int = Field(default=50, ge=1)
     bulk_replay_lease_s: int = Field(default=60, ge=5)
 
-    # SLA targets per workflow, in seconds. This mirrors `sla_s` in orchestrator/workflows.py,
-    # which the api may not import; keep them equal until the table moves to orchestrator.client.
-    sla_targets_s: dict[str, float] = {"invoice_generated": 300.0}
+    # SLA targets per workflow, in seconds: the same table the workflow definitions use.
+    sla_targets_s: dict[str, float] = Field(
+        default_factory=lambda: {w.value: float(s) for w, s in SLA_S.items()}
+    )
     sla_default_target_s: float = 300.0

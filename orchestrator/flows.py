@@ -10,6 +10,7 @@ from orchestrator.client.canonical import (
     SubscriptionChange,
     Workflow,
 )
+from orchestrator.client.catalog import SLA_S
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
 from orchestrator.enrichment import subscription_context
@@ -73,7 +74,7 @@ INVOICE_GENERATED = WorkflowSpec(
             fork=_fork_invoice,
         ),
     ),
-    sla_s=300,
+    sla_s=SLA_S[Workflow.INVOICE_GENERATED],
 )
 
 
@@ -137,7 +138,7 @@ SUBSCRIPTION_ACTIVATED = WorkflowSpec(
         ),
         StepSpec("provisioning.enable_tenant", System.PROVISIONING, _tenant_on, _sub_id),
     ),
-    sla_s=600,
+    sla_s=SLA_S[Workflow.SUBSCRIPTION_ACTIVATED],
 )
 
 
@@ -169,7 +170,7 @@ SUBSCRIPTION_AMENDED = WorkflowSpec(
             depends_on=("crm.update_contract",),
         ),
     ),
-    sla_s=900,
+    sla_s=SLA_S[Workflow.SUBSCRIPTION_AMENDED],
     requires=(Workflow.SUBSCRIPTION_ACTIVATED,),
 )
 
@@ -195,7 +196,7 @@ SUBSCRIPTION_CANCELED = WorkflowSpec(
         StepSpec("erp.end_contract", System.ERP, _erp_end, _sub_id),
         StepSpec("provisioning.disable_tenant", System.PROVISIONING, _tenant_off, _sub_id),
     ),
-    sla_s=900,
+    sla_s=SLA_S[Workflow.SUBSCRIPTION_CANCELED],
     requires=(Workflow.SUBSCRIPTION_ACTIVATED,),
 )
 
@@ -233,7 +234,7 @@ INVOICE_PAID = WorkflowSpec(
             depends_on=("erp.apply_payment",),
         ),
     ),
-    sla_s=900,
+    sla_s=SLA_S[Workflow.INVOICE_PAID],
     requires=(Workflow.INVOICE_GENERATED,),
 )
 
@@ -288,7 +289,7 @@ PAYMENT_FAILED = WorkflowSpec(
         StepSpec("support.open_ticket", System.SUPPORT, _ticket, _invoice_id, retry=_REAL_TIME),
         StepSpec("crm.schedule_dunning", System.CRM, _dunning, _invoice_id, retry=_REAL_TIME),
     ),
-    sla_s=10,
+    sla_s=SLA_S[Workflow.PAYMENT_FAILED],
 )
 
 
@@ -322,7 +323,7 @@ RENEWAL_RISK = WorkflowSpec(
     triggers=("deal.propertyChange:renewal_risk",),
     input_model=DealEvent,
     steps=(StepSpec("crm.create_success_task", System.CRM, _success_task, _deal_key),),
-    sla_s=3600,
+    sla_s=SLA_S[Workflow.RENEWAL_RISK],
 )
 
 

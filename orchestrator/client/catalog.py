@@ -29,3 +29,16 @@ IDENTITY_FIELDS: dict[Workflow, tuple[str, ...]] = {
     Workflow.RENEWAL_RISK: ("deal_id", "occurred_at"),
     Workflow.DEAL_CLOSED_WON: ("deal_id",),
 }
+
+# End-to-end SLA per workflow (event received to last step done), in seconds. The workflow
+# definitions take their sla_s from here, so the API measures against the same targets.
+SLA_S: dict[Workflow, float] = {
+    Workflow.INVOICE_GENERATED: 300,
+    Workflow.INVOICE_PAID: 900,
+    Workflow.PAYMENT_FAILED: 10,
+    Workflow.SUBSCRIPTION_ACTIVATED: 600,
+    Workflow.SUBSCRIPTION_AMENDED: 900,
+    Workflow.SUBSCRIPTION_CANCELED: 900,
+    Workflow.RENEWAL_RISK: 3600,
+    Workflow.DEAL_CLOSED_WON: 3600,
+}

@@ -1,7 +1,7 @@
 """The API's view of the workflows (orchestrator.client.catalog) matches their definitions."""
 
 from orchestrator.client.canonical import Workflow
-from orchestrator.client.catalog import IDENTITY_FIELDS, WORKFLOW_INPUTS
+from orchestrator.client.catalog import IDENTITY_FIELDS, SLA_S, WORKFLOW_INPUTS
 from orchestrator.flows import WORKFLOWS
 
 
@@ -10,3 +10,4 @@ def test_every_defined_workflow_has_its_input_model_and_identity_in_the_catalog(
         workflow = Workflow(name)
         assert WORKFLOW_INPUTS[workflow] is spec.input_model, name
         assert IDENTITY_FIELDS[workflow], name
+        assert spec.sla_s == SLA_S[workflow], name
