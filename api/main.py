@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
+from api.logging_middleware import CorrelationLogging
 from api.middleware import RejectNul
 from api.ratelimit import TokenBuckets
 from api.routes import (
@@ -21,6 +22,7 @@ from api.routes import (
     lineage,
     me,
     metrics,
+    operations,
     reconciliation,
     replays,
     search,
@@ -50,6 +52,7 @@ ROUTERS = (
     audit,
     keys,
     me,
+    operations,
 )
 
 
@@ -97,6 +100,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RejectNul)
+    app.add_middleware(CorrelationLogging)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -1,7 +1,7 @@
 """Pydantic I/O of the public API."""
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -131,11 +131,98 @@ class ExceptionRead(ReadModel):
     resolved_by_run_id: int | None = None
 
 
+class EventDetail(EventRead):
+    """The event with its raw payload as received: what an admin sees."""
+
+    payload: dict[str, Any]
+
+
+class CanonicalRead(BaseModel):
+    """The workflow input a replay edit starts from (ops and admin only)."""
+
+    # The canonical input mapped once at intake (business_transaction.canonical).
+    input: dict[str, Any] | None
+    # The latest run, and the edited input it ran with (null when it ran the original).
+    latest_run: int | None
+    latest_run_override: dict[str, Any] | None
+    # What the latest run used: its override, else the original input.
+    effective: dict[str, Any] | None
+
+
+class WaitRead(BaseModel):
+    """Why an unfinished transaction is not moving right now."""
+
+    kind: Literal["queued", "ordering", "retry_backoff", "rate_limit"]
+    reason: str
+    # When a worker will try again; null while it waits on something else.
+    next_attempt_at: datetime | None = None
+
+
 class TransactionDetail(TransactionRead):
-    event: EventRead | None
+    # With the raw payload (EventDetail) for admins only; other roles never get it.
+    event: EventDetail | EventRead | None
     runs: list[RunRead]
     external_refs: list[ExternalRefRead]
     exceptions: list[ExceptionRead]
+    # Null unless the caller's role is ops or admin.
+    canonical: CanonicalRead | None = None
+    # Null unless the transaction is waiting (not running, not settled).
+    waiting: WaitRead | None = None
+
+
+class QueueDepthRead(BaseModel):
+    name: str
+    # ZCARD of the queue: every job in it, including those a worker has already started.
+    total: int
+    # Due now or earlier (ready to run, or running) and deferred into the future.
+    ready: int
+    deferred: int
+    next_deferred_at: datetime | None
+
+
+class WorkerHealthRead(BaseModel):
+    """One arq health-check line (arq keeps one key per queue: the last worker to write wins)."""
+
+    key: str
+    value: str
+    # Milliseconds until the key expires; it is rewritten every interval while a worker runs.
+    ttl_ms: int | None
+    # Seconds since it was written, from the TTL (interval + 1 s when written).
+    age_s: float | None
+    last_heartbeat_at: datetime | None
+    # The counters in the line (j_complete, j_failed, j_retried, j_ongoing, queued).
+    counters: dict[str, int]
+
+
+class WorkersRead(BaseModel):
+    health_check_interval_s: int
+    reported: list[WorkerHealthRead]
+    # "no worker reported" when no health-check key exists.
+    note: str | None
+
+
+class SweeperRunRead(BaseModel):
+    at: datetime
+    found: int
+    queued: int
+    age_s: float
+
+
+class TargetPressureRead(BaseModel):
+    target_system: System
+    state: TxState
+    # Transactions in this state whose latest step is on this target.
+    transactions: int
+
+
+class OperationsRead(BaseModel):
+    checked_at: datetime
+    queue: QueueDepthRead
+    workers: WorkersRead
+    # Null (with a note) until a sweeper has run against this Redis.
+    sweeper: SweeperRunRead | None
+    sweeper_note: str | None
+    by_target: list[TargetPressureRead]
 
 
 class Health(BaseModel):

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from concord import ops_commands
 from lineage.enums import Role
 from lineage.settings import LineageSettings
 
@@ -39,7 +40,11 @@ def _serve(factory: str, *, host: str, port: int, log_level: str) -> None:
     # make those handlers a clean exit, so a stop on request is status 0, not 143.
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, _exit_cleanly)
-    uvicorn.run(factory, factory=True, host=host, port=port, log_level=log_level)
+    from lineage.logging import configure_json_logging
+
+    # JSON lines through our root handler, uvicorn's access log included (no log_config).
+    configure_json_logging(log_level)
+    uvicorn.run(factory, factory=True, host=host, port=port, log_level=log_level, log_config=None)
 
 
 @app.command()
@@ -58,9 +63,11 @@ def worker(
     """Run a workflow worker until SIGINT or SIGTERM; in-flight jobs finish first."""
     from prometheus_client import start_http_server
 
+    from lineage.logging import configure_json_logging
     from orchestrator.settings import OrchestratorSettings
     from orchestrator.worker import run_supervised
 
+    configure_json_logging("INFO")
     start_http_server(port, addr=host)
     # Between restarts (Redis away) arq's handlers are gone: a stop then is still clean.
     for stop in (signal.SIGINT, signal.SIGTERM):
@@ -171,7 +178,9 @@ def demo(
 ) -> None:
     """Run the whole system on embedded defaults, with live traffic, until Ctrl-C."""
     from concord.demo import DEMO_FAULTS, DemoOptions, run_demo
+    from lineage.logging import configure_json_logging
 
+    configure_json_logging("INFO")
     sys.exit(
         run_demo(
             DemoOptions(
@@ -219,6 +228,9 @@ def reconcile(
     )
 
 
+ops_commands.register(app)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the schema migrations to CONCORD_DATABASE_URL."""
@@ -233,9 +245,19 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 def keys_create(
     role: Annotated[Role, typer.Option(help="What the key may do.")],
     name: Annotated[str, typer.Option(help="Who or what holds the key.")],
+    api_url: ApiUrlOpt = None,
+    key: KeyOpt = None,
 ) -> None:
-    """Create an API key and print it, alone on stdout, once."""
+    """Create an API key and print it, alone on stdout, once.
+
+    With an admin key (--key, or CONCORD_API_KEY and an API URL) through the API, audited;
+    without one directly on the database (for the first admin key).
+    """
     from lineage import apikeys
+
+    if ops_commands.keys_through_api(api_url, key):
+        ops_commands.keys_create(role, name, api_url, key)
+        return
 
     async def create(session: AsyncSession) -> str:
         _row, key = await apikeys.create_key(session, name=name, role=role)
@@ -245,9 +267,13 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(api_url: ApiUrlOpt = None, key: KeyOpt = None) -> None:
     """List API keys: id, name, role, prefix, created, last used, revoked."""
     from lineage import apikeys
+
+    if ops_commands.keys_through_api(api_url, key):
+        ops_commands.keys_list(api_url, key)
+        return
 
     async def rows(session: AsyncSession) -> list[str]:
         return [
@@ -262,9 +288,15 @@ def keys_list() -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[int, typer.Argument()]) -> None:
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument()], api_url: ApiUrlOpt = None, key: KeyOpt = None
+) -> None:
     """Revoke an API key by id; requests with it are refused from now on."""
     from lineage import apikeys
+
+    if ops_commands.keys_through_api(api_url, key):
+        ops_commands.keys_revoke(key_id, api_url, key)
+        return
 
     async def revoke(session: AsyncSession) -> bool:
         return await apikeys.revoke_key(session, key_id)

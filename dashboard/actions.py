@@ -22,8 +22,26 @@ PAYLOAD_FIELDS = ("invoice_id", "customer_id", "subscription_id", "amount_minor"
 
 
 def payload_from(tx: dict[str, Any]) -> dict[str, Any]:
-    """A starting point for an edited payload, from the business keys the API returns."""
+    """A starting point for an edited payload: the workflow input the latest run used.
+
+    The API gives ops and admins the canonical input (`canonical.effective`: the latest run's
+    edited input, else the one mapped at intake), invoice lines and all. Without it, fall back
+    to the business keys every transaction carries.
+    """
+    canonical = tx.get("canonical")
+    if isinstance(canonical, dict) and isinstance(canonical.get("effective"), dict):
+        return dict(canonical["effective"])
     return {k: tx.get(k) for k in PAYLOAD_FIELDS}
+
+
+def payload_source(tx: dict[str, Any]) -> str:
+    """Where payload_from started, in words, for a caption under the editor."""
+    canonical = tx.get("canonical")
+    if not isinstance(canonical, dict) or not isinstance(canonical.get("effective"), dict):
+        return "Only the business keys are known here; fields you leave out take their defaults."
+    if canonical.get("latest_run_override") is not None:
+        return f"Starting from the edited input run {canonical.get('latest_run')} used."
+    return "Starting from the canonical input mapped when the event arrived."
 
 
 def payload_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -83,8 +101,9 @@ def replay_panel(c: Ctx, tx: dict[str, Any]) -> None:
     payload: dict[str, Any] | None = None
     if edit:
         original = payload_from(tx)
-        text = st.text_area("Payload (canonical JSON)", value=json.dumps(original, indent=2),
-                            height=200, key=f"exc_replay_payload_{cid}")  # fmt: skip
+        text = st.text_area("Payload (canonical JSON)", value=json.dumps(original, indent=2, sort_keys=True),
+                            height=320, key=f"exc_replay_payload_{cid}")  # fmt: skip
+        st.caption(payload_source(tx))
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -154,6 +154,10 @@ class ConcordClient:
         )
         return result
 
+    def operations(self) -> JSON:
+        result: JSON = self.get("/v1/operations")
+        return result
+
     def audit(self, **filters: Any) -> JSON:
         result: JSON = self.get("/v1/audit", **filters)
         return result

@@ -16,6 +16,8 @@ from dashboard.client import JSON, ConcordClient
 
 LIVE = "1m"
 HISTORY = "15m"
+# Heartbeats expire after eleven seconds: the operations view must not show them a minute late.
+PULSE = "5s"
 
 
 @st.cache_resource
@@ -97,6 +99,11 @@ def mismatches(api_url: str, token: str, filters: tuple[tuple[str, Any], ...]) -
     return items_of(client(api_url, token).mismatches(**dict(filters)))
 
 
+@st.cache_data(ttl=PULSE, show_spinner=False)
+def operations(api_url: str, token: str) -> JSON:
+    return client(api_url, token).operations()
+
+
 @st.cache_data(ttl=LIVE, show_spinner=False)
 def metrics(api_url: str) -> list[JSON]:
     return parse_metrics(client(api_url, "").metrics_text())
@@ -125,7 +132,8 @@ def parse_metrics(text: str) -> list[JSON]:
 def clear_live() -> None:
     """Forget live answers after an action, so the next read shows its effect."""
     for loader in (exceptions, transactions, transaction, lineage, search, bulk_replays,
-                   sla_summary, sla_timeseries, reconciliation_runs, mismatches, audit):  # fmt: skip
+                   sla_summary, sla_timeseries, reconciliation_runs, mismatches, audit,
+                   operations):  # fmt: skip
         loader.clear()
 
 

@@ -1,12 +1,13 @@
 """Re-wakes transactions that an enqueue failure, a Redis flush or a dead worker left behind."""
 
+import json
 import logging
 from datetime import timedelta
 
 from lineage import runs
 from lineage.clock import utc_now
 from orchestrator import telemetry
-from orchestrator.client.queue import QUEUE_NAME, enqueue_wakeup
+from orchestrator.client.queue import QUEUE_NAME, SWEEPER_LAST_RUN_KEY, enqueue_wakeup
 from orchestrator.deps import WorkerDeps
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ async def sweep_once(deps: WorkerDeps, *, min_age_s: float) -> int:
             queued += 1
     telemetry.STALE_FOUND.inc(len(stale))
     telemetry.QUEUE_DEPTH.set(await deps.redis.zcard(QUEUE_NAME))
+    # What GET /v1/operations shows as the sweeper's last run.
+    last_run = {"at": now.isoformat(), "found": len(stale), "queued": queued}
+    await deps.redis.set(SWEEPER_LAST_RUN_KEY, json.dumps(last_run, separators=(",", ":")))
     if stale:
         log.info("sweeper found %d stale transactions, queued %d", len(stale), queued)
     return len(stale)

@@ -1,6 +1,7 @@
 """The arq worker: functions, cron, start-up and shut-down, built from settings."""
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from redis.exceptions import RedisError
 from lineage.db import make_engine, make_sessionmaker
 from orchestrator import jobs, sweeper
 from orchestrator.client.queue import (
+    HEALTH_CHECK_INTERVAL_S,
     QUEUE_NAME,
     JobName,
     deserialize_job,
@@ -27,9 +29,29 @@ from orchestrator.targets_http import HubSpotAccounts, NetSuiteLedger, OpsTenant
 
 log = logging.getLogger(__name__)
 
+# arq's own job lines name the job ("tx:<correlation id>[:<due>]:run_transaction"), not the
+# transaction: tag them with its correlation ID, as every line about a transaction is.
+_WAKEUP_JOB = re.compile(r"\btx:([^:\s()']+)")
+
+
+class _JobCorrelation(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "correlation_id"):
+            found = _WAKEUP_JOB.search(record.getMessage())
+            if found:
+                record.correlation_id = found.group(1)
+        return True
+
+
+def _tag_arq_job_lines() -> None:
+    arq_log = logging.getLogger("arq.worker")
+    if not any(isinstance(f, _JobCorrelation) for f in arq_log.filters):
+        arq_log.addFilter(_JobCorrelation())
+
 
 def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
     """An arq Worker for these settings; tests pass burst=True, the CLI runs it until signalled."""
+    _tag_arq_job_lines()
 
     async def startup(ctx: dict[str, Any]) -> None:
         engine = make_engine(settings.database_url, echo=settings.database_echo)
@@ -105,7 +127,7 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
         # On SIGTERM, in-flight jobs get this long to finish before they are cancelled.
         "job_completion_wait": settings.job_timeout_s,
         "max_jobs": 20,
-        "health_check_interval": 10,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
     }
     options.update(overrides)
     return Worker(**options)

@@ -10,6 +10,8 @@ from api.errors import MUTATING, error_responses
 from api.schemas import (
     INT64_MAX,
     AttemptRead,
+    CanonicalRead,
+    EventDetail,
     EventRead,
     ExceptionRead,
     ExternalRefRead,
@@ -18,11 +20,13 @@ from api.schemas import (
     StepRead,
     TransactionDetail,
     TransactionRead,
+    WaitRead,
 )
 from api.schemas_actions import ReplayCreate, ReplayRead, ResolveCreate, ResolveRead
 from lineage import queries
 from lineage.apikeys import Principal
 from lineage.enums import Role, System, TxState
+from lineage.models import BusinessTransaction, InboxEvent
 from orchestrator.client.queue import try_enqueue_wakeup
 
 router = APIRouter(
@@ -83,16 +87,48 @@ async def list_transactions(
     )
 
 
+# Roles that may replay, and so see the workflow input a replay edit starts from.
+CANONICAL_ROLES = frozenset({Role.OPS, Role.ADMIN})
+
+
+def _event(event: InboxEvent | None, principal: Principal) -> EventDetail | EventRead | None:
+    if event is None:
+        return None
+    base = EventRead.model_validate(event)
+    # Raw payloads are for admins only (DESIGN: roles); other roles get no payload field at all.
+    if principal.role is Role.ADMIN:
+        return EventDetail(**base.model_dump(), payload=event.payload)
+    return base
+
+
+def _canonical(lineage: queries.TransactionLineage, principal: Principal) -> CanonicalRead | None:
+    if principal.role not in CANONICAL_ROLES:
+        return None
+    original = lineage.transaction.canonical
+    latest = lineage.runs[-1].run if lineage.runs else None
+    override = latest.input_override if latest is not None else None
+    return CanonicalRead(
+        input=original,
+        latest_run=latest.number if latest is not None else None,
+        latest_run_override=override,
+        effective=override if override is not None else original,
+    )
+
+
 @router.get("/{correlation_id}", responses=error_responses(404))
 async def get_transaction(
-    correlation_id: str, session: SessionDep, _principal: ViewerDep
+    correlation_id: str, session: SessionDep, principal: ViewerDep
 ) -> TransactionDetail:
-    """One transaction with every run, step and attempt, its external references and exceptions."""
+    """One transaction with every run, step and attempt, its external references and exceptions.
+
+    Ops and admins also get `canonical`, the workflow input a replay edit starts from; admins
+    also get the event's raw `payload`. Both are null for every other role.
+    """
     lineage = await queries.transaction_lineage(session, correlation_id)
     base = TransactionRead.model_validate(lineage.transaction)
     return TransactionDetail(
         **base.model_dump(),
-        event=EventRead.model_validate(lineage.event) if lineage.event else None,
+        event=_event(lineage.event, principal),
         runs=[
             RunRead(
                 **_fields(RunRead, run.run),
@@ -108,7 +144,26 @@ async def get_transaction(
         ],
         external_refs=[ExternalRefRead.model_validate(r) for r in lineage.external_refs],
         exceptions=[ExceptionRead.model_validate(e) for e in lineage.exceptions],
+        canonical=_canonical(lineage, principal),
+        waiting=waiting(lineage.transaction),
     )
+
+
+def waiting(tx: BusinessTransaction) -> WaitRead | None:
+    """Explain a wait from the state and the reason the engine recorded with it."""
+    reason = tx.state_reason or ""
+    if tx.state is TxState.RECEIVED:
+        return WaitRead(kind="queued", reason="stored; waiting for a worker to pick it up")
+    if tx.state is TxState.PENDING and reason.startswith("waiting for"):
+        return WaitRead(kind="ordering", reason=reason)
+    if tx.state is TxState.PENDING:
+        return WaitRead(kind="queued", reason=reason or "waiting for a worker to pick it up")
+    if tx.state is TxState.RETRYING:
+        kind: Literal["rate_limit", "retry_backoff"] = (
+            "rate_limit" if "rate limit" in reason or "rate_limit" in reason else "retry_backoff"
+        )
+        return WaitRead(kind=kind, reason=reason, next_attempt_at=tx.next_attempt_at)
+    return None
 
 
 def _fields(schema: type[RunRead] | type[StepRead], row: object) -> dict[str, object]:

@@ -1,8 +1,8 @@
-"""Operations: work in flight, failures by cause, and pressure on each target system.
+"""Operations: the queue, worker health, work in flight, failures by cause, target pressure.
 
-Figures come from the API's Prometheus /metrics and its SLA endpoints. Worker heartbeats,
-arq queue depth and the sweeper's last run are on each worker's own metrics port, which the
-dashboard does not read: it talks to the API only.
+Figures come from the API only: GET /v1/operations (the arq queue's depth, the workers'
+heartbeats, the sweeper's last run, transactions retrying per target), its Prometheus
+/metrics and its SLA endpoints.
 """
 
 from typing import Any
@@ -11,11 +11,96 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.client import ApiError
-from dashboard.format import duration, humanize
+from dashboard.format import ago, duration, humanize, when
 from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error
 
 ACTIVE = ("received", "pending", "running", "retrying")
 PRESSURE = ("connection", "timeout", "rate_limit")
+
+
+def _operations(c: Ctx) -> dict[str, Any] | None:
+    try:
+        return data.operations(c.api_url, c.token)
+    except ApiError as exc:
+        if exc.unavailable:
+            empty("Queue and worker health are not available from this API yet",
+                  "This view reads <code>/v1/operations</code>; it fills in once the API serves it.")  # fmt: skip
+        else:
+            show_error(exc, doing="read the queue and worker health")
+        return None
+
+
+def _heartbeat(ops: dict[str, Any]) -> dict[str, Any] | None:
+    reported = ops["workers"]["reported"]
+    return max(reported, key=lambda w: w.get("last_heartbeat_at") or "") if reported else None
+
+
+def _queue_tiles(ops: dict[str, Any]) -> None:
+    queue, sweeper, beat = ops["queue"], ops["sweeper"], _heartbeat(ops)
+    cols = st.columns(5)
+    cols[0].metric("Queue depth", f"{queue['total']:,}",
+                   help=f"Wake-up jobs in the arq queue {queue['name']}, ready and deferred")  # fmt: skip
+    cols[1].metric("Ready now", f"{queue['ready']:,}",
+                   help="Due now or earlier (including jobs a worker has started)")  # fmt: skip
+    next_due = queue.get("next_deferred_at")
+    cols[2].metric("Deferred", f"{queue['deferred']:,}",
+                   help=f"Retries and scheduled work; next due {when(next_due)}" if next_due else
+                   "Retries and scheduled work waiting for their time")  # fmt: skip
+    cols[3].metric("Last worker heartbeat",
+                   ago(beat["last_heartbeat_at"]) if beat and beat.get("last_heartbeat_at") else "No worker reported",
+                   help=f"Workers rewrite arq's health check every {ops['workers']['health_check_interval_s']} s; "
+                        "it expires one second after that")  # fmt: skip
+    cols[4].metric("Sweeper last run", ago(sweeper["at"]) if sweeper else "Never",
+                   help=f"Found {sweeper['found']} stale, re-queued {sweeper['queued']}" if sweeper
+                   else ops.get("sweeper_note") or "No sweep recorded")  # fmt: skip
+
+
+def _expires(ttl_ms: int | None) -> str:
+    return "—" if ttl_ms is None else duration(ttl_ms / 1000)
+
+
+def _workers(ops: dict[str, Any]) -> None:
+    st.subheader("Workers and sweeper")
+    left, right = st.columns([2.2, 1])
+    with left:
+        reported = ops["workers"]["reported"]
+        if not reported:
+            empty("No worker reported",
+                  f"No worker has written its health check in the last "
+                  f"{ops['workers']['health_check_interval_s'] + 1} s. Start one with "
+                  "<code>concord worker</code>; a worker that stopped cleanly removes its entry.")  # fmt: skip
+        else:
+            st.dataframe(
+                [
+                    {
+                        "Health key": w["key"],
+                        "Last heartbeat": ago(w.get("last_heartbeat_at")),
+                        "Expires in": _expires(w.get("ttl_ms")),
+                        "Completed": w["counters"].get("j_complete", 0),
+                        "Failed": w["counters"].get("j_failed", 0),
+                        "Retried": w["counters"].get("j_retried", 0),
+                        "Running": w["counters"].get("j_ongoing", 0),
+                        "Queued": w["counters"].get("queued", 0),
+                    }
+                    for w in reported
+                ],  # fmt: skip
+                hide_index=True,
+                key="ops_workers_table",
+            )
+            st.caption(
+                "arq keeps one health line per queue: with several workers, the latest writer's."
+            )
+    with right:
+        sweeper = ops["sweeper"]
+        if sweeper is None:
+            empty("No sweep recorded yet",
+                  "The sweeper runs at worker start and on a schedule, re-queuing transactions "
+                  "left behind; its last run shows here.")  # fmt: skip
+        else:
+            a, b = st.columns(2)
+            a.metric("Stale found", f"{sweeper['found']:,}", help="On the sweeper's last run")
+            b.metric("Re-queued", f"{sweeper['queued']:,}", help="Wake-ups it queued")
+            st.caption(f"Last sweep {when(sweeper['at'])} ({ago(sweeper['at'])}).")
 
 
 def _metric_rows(c: Ctx) -> list[dict[str, Any]] | None:
@@ -68,7 +153,14 @@ def _retrying(c: Ctx, target: str) -> int:
     return len(page["items"])
 
 
-def _targets(c: Ctx) -> None:
+def _retrying_from(ops: dict[str, Any] | None, target: str) -> int | None:
+    if ops is None:
+        return None
+    return sum(int(r["transactions"]) for r in ops["by_target"]
+               if r["target_system"] == target and r["state"] == "retrying")  # fmt: skip
+
+
+def _targets(c: Ctx, ops: dict[str, Any] | None) -> None:
     try:
         groups = data.sla_summary(c.api_url, c.token, "1h", "target")["groups"]
     except ApiError as exc:
@@ -83,10 +175,12 @@ def _targets(c: Ctx) -> None:
         return
     rows = []
     for g in groups:
-        try:
-            retrying = _retrying(c, str(g["group"]))
-        except ApiError:
-            retrying = 0
+        retrying = _retrying_from(ops, str(g["group"]))
+        if retrying is None:
+            try:
+                retrying = _retrying(c, str(g["group"]))
+            except ApiError:
+                retrying = 0
         rows.append({**g, "retrying": retrying})
     left, right = st.columns(2)
     left.plotly_chart(charts.per_target(rows, field="throughput_per_hour", title="Throughput per target",
@@ -126,23 +220,24 @@ def _bulk(c: Ctx) -> None:
 
 def render() -> None:
     c = ctx()
-    header("Operations", "Work in flight, failures by cause, and pressure on each target system.")
+    header("Operations", "The queue, worker health, work in flight, failures by cause, and "
+           "pressure on each target system.")  # fmt: skip
     refresh_button("ops_refresh")
 
-    @st.fragment(run_every="15s")
+    @st.fragment(run_every="10s")
     def live() -> None:
+        ops = _operations(c)
+        if ops is not None:
+            _queue_tiles(ops)
         rows = _metric_rows(c)
         if rows is not None:
             _flight(rows)
         _bulk(c)
-        _targets(c)
+        _targets(c, ops)
+        if ops is not None:
+            _workers(ops)
 
     live()
-    with st.expander("Workers and sweeper"):
-        empty("Worker health is not available from the API yet",
-              "Worker heartbeats, the arq queue depth and the sweeper's last run are exported on each "
-              "worker's own metrics port (<code>concord worker --port</code>); the dashboard reads the "
-              "API only, so they appear here once the API reports them.")  # fmt: skip
 
 
 render()

@@ -178,7 +178,11 @@ def _records(tx: dict[str, Any]) -> None:
         )
     event = tx.get("event")
     if event:
-        st.markdown("**Source event** (the payload itself is redacted by the API)")
+        raw = event.get("payload")
+        st.markdown(
+            "**Source event**"
+            + ("" if isinstance(raw, dict) else " (the raw payload is shown to admins only)")
+        )
         st.dataframe(
             [
                 {
@@ -194,6 +198,11 @@ def _records(tx: dict[str, Any]) -> None:
             hide_index=True,
             key="tx_event_table",
         )
+        if isinstance(raw, dict):
+            with st.expander(
+                "Raw payload, as received (admins only)", icon=":material/data_object:"
+            ):
+                st.json(raw, expanded=1)
     if tx["exceptions"]:
         st.markdown("**Exceptions**")
         st.dataframe(

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import health_check_key_suffix
 from redis.asyncio import ConnectionPool
 
 from lineage.settings import LineageSettings
@@ -14,6 +15,15 @@ from lineage.settings import LineageSettings
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "concord:queue"
+# arq's health-check key for the queue: every worker on it overwrites this one key with a line
+# like "May-01 12:00:00 j_complete=3 j_failed=0 j_retried=1 j_ongoing=0 queued=2", set to
+# expire (health_check_interval + 1) seconds after it is written, and deleted when a worker
+# stops cleanly.
+HEALTH_CHECK_KEY = QUEUE_NAME + health_check_key_suffix
+# The workers' health_check_interval (orchestrator.worker passes the same number to arq).
+HEALTH_CHECK_INTERVAL_S = 10
+# The sweeper's last run, as JSON {"at": ISO 8601, "found": n, "queued": m}; no expiry.
+SWEEPER_LAST_RUN_KEY = "concord:sweeper:last_run"
 
 
 class JobName(StrEnum):

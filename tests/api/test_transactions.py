@@ -7,9 +7,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lineage.enums import Role
+from lineage.enums import Role, TxState
 from lineage.models import AuditLog
+from tests.api.builders import add_run, add_transaction, canonical
 from tests.factories import new_invoice, signed_headers, stripe_event
+
+READERS = (Role.VIEWER, Role.EXECUTIVE, Role.FINANCE, Role.OPS, Role.ADMIN)
 
 
 async def _ingest(
@@ -159,3 +162,113 @@ async def test_me_names_the_key_and_its_role(
     response = await client.get("/v1/me", headers=_auth(api_keys[role]))
 
     assert response.json() == {"name": f"test-{role}", "role": role.value}
+
+
+async def _detail(client: httpx.AsyncClient, correlation_id: str, key: str) -> dict[str, object]:
+    response = await client.get(f"/v1/transactions/{correlation_id}", headers=_auth(key))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body, dict)
+    return body
+
+
+async def test_canonical_input_is_for_ops_and_admin_and_the_raw_payload_for_admin(
+    client: httpx.AsyncClient, api_keys: dict[Role, str]
+) -> None:
+    correlation_id = await _ingest(client, customer="cus_canonical")
+
+    details = {role: await _detail(client, correlation_id, api_keys[role]) for role in READERS}
+
+    for role in (Role.VIEWER, Role.EXECUTIVE, Role.FINANCE):
+        assert details[role]["canonical"] is None, role
+    for role in (Role.VIEWER, Role.EXECUTIVE, Role.FINANCE, Role.OPS):
+        event = details[role]["event"]
+        assert isinstance(event, dict)
+        assert "payload" not in event, role
+    for role in (Role.OPS, Role.ADMIN):
+        canonical = details[role]["canonical"]
+        assert isinstance(canonical, dict)
+        assert canonical["input"]["customer_id"] == "cus_canonical"
+        assert canonical["input"]["invoice_id"] == details[role]["invoice_id"]
+        # The whole workflow input, invoice lines included, not only the business keys.
+        assert isinstance(canonical["input"]["lines"], list)
+        assert canonical["input"]["lines"]
+        assert (canonical["latest_run"], canonical["latest_run_override"]) == (None, None)
+        assert canonical["effective"] == canonical["input"]
+    admin_event = details[Role.ADMIN]["event"]
+    assert isinstance(admin_event, dict)
+    assert admin_event["payload"]["type"] == "invoice.finalized"
+    assert admin_event["payload"]["data"]["object"]["id"] == details[Role.ADMIN]["invoice_id"]
+
+
+async def test_canonical_carries_the_latest_runs_edited_input(
+    client: httpx.AsyncClient,
+    api_keys: dict[Role, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker.begin() as session:
+        tx = await add_transaction(session, state=TxState.EXCEPTION, invoice_id="in_canon_edit")
+        await add_run(session, tx, succeeded=False)
+    original = canonical("in_canon_edit")
+    edited = original | {"amount_minor": 1250, "lines": [{"amount_minor": 1250}]}
+    replay = await client.post(
+        f"/v1/transactions/{tx.correlation_id}/replay",
+        json={"reason": "amount corrected", "payload": edited},
+        headers=_auth(api_keys[Role.OPS]),
+    )
+    assert replay.status_code == 202, replay.text
+
+    ops = await _detail(client, tx.correlation_id, api_keys[Role.OPS])
+    viewer = await _detail(client, tx.correlation_id, api_keys[Role.VIEWER])
+
+    stored = ops["canonical"]
+    assert isinstance(stored, dict)
+    assert stored["input"] == original
+    assert stored["latest_run"] == 2
+    assert stored["latest_run_override"]["amount_minor"] == 1250
+    assert stored["latest_run_override"]["lines"] == [
+        {"description": None, "amount_minor": 1250, "quantity": None}
+    ]
+    assert stored["effective"] == stored["latest_run_override"]
+    assert viewer["canonical"] is None
+
+
+async def test_detail_explains_each_kind_of_wait(
+    client: httpx.AsyncClient,
+    api_keys: dict[Role, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    from datetime import UTC, datetime
+
+    from lineage.enums import TxState
+    from lineage.models import BusinessTransaction
+
+    due = datetime(2031, 1, 1, tzinfo=UTC)
+    cases = {
+        "queued": (TxState.RECEIVED, None, None),
+        "ordering": (
+            TxState.PENDING,
+            "waiting for 01ab (invoice.finalized, running) on invoice:x",
+            None,
+        ),
+        "retry_backoff": (TxState.RETRYING, "erp.post_invoice retries at 2031 (server)", due),
+        "rate_limit": (TxState.RETRYING, "erp.post_invoice waits for the erp rate limit", due),
+    }
+    answers = {}
+    for kind, (state, reason, next_at) in cases.items():
+        correlation_id = await _ingest(client)
+        async with sessionmaker.begin() as session:
+            tx = await session.get(BusinessTransaction, correlation_id)
+            assert tx is not None
+            tx.state, tx.state_reason, tx.next_attempt_at = state, reason, next_at
+        detail = (
+            await client.get(
+                f"/v1/transactions/{correlation_id}", headers=_auth(api_keys[Role.VIEWER])
+            )
+        ).json()
+        answers[kind] = detail["waiting"]
+
+    assert {kind: answer["kind"] for kind, answer in answers.items()} == {k: k for k in cases}
+    assert answers["ordering"]["reason"].startswith("waiting for 01ab")
+    assert answers["retry_backoff"]["next_attempt_at"] == "2031-01-01T00:00:00Z"
+    assert answers["queued"]["next_attempt_at"] is None

@@ -4,6 +4,8 @@ Controls are checked by their effect through the API (transaction state, the aud
 the test proves the dashboard called the right endpoint with the signed-in user's key.
 """
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lineage.enums import Role
+from orchestrator.client.queue import enqueue_wakeup, queue_pool
+from orchestrator.worker import build_worker
 from tests.dashboard.conftest import Seeded, auth
 
 APP = Path(__file__).parents[2] / "dashboard" / "app.py"
@@ -63,10 +67,8 @@ def audit(seeded: Seeded, action: str) -> list[dict[str, Any]]:
     return list(body["items"])
 
 
-def tx(seeded: Seeded, cid: str) -> dict[str, Any]:
-    body = httpx.get(
-        f"{seeded.api_url}/v1/transactions/{cid}", headers=auth(seeded.keys[Role.VIEWER])
-    )
+def tx(seeded: Seeded, cid: str, *, role: Role = Role.VIEWER) -> dict[str, Any]:
+    body = httpx.get(f"{seeded.api_url}/v1/transactions/{cid}", headers=auth(seeded.keys[role]))
     return dict(body.json())
 
 
@@ -137,10 +139,15 @@ def test_ops_replays_an_exception_with_its_reason_under_its_own_key(seeded: Seed
 
 
 def test_ops_replays_with_an_edited_payload_and_sees_the_diff(seeded: Seeded) -> None:
+    original = tx(seeded, seeded.failed, role=Role.OPS)["canonical"]["input"]
+    assert original["lines"], "the fixture invoice has lines for the edit to keep"
     at = page(signed_in(seeded, Role.OPS, exc_selected=exception_id(seeded)), "exceptions")
     at.toggle(key="exc_replay_edit").set_value(True).run()
     [area] = [a for a in at.text_area if a.key and a.key.startswith("exc_replay_payload_")]
-    area.input(str(area.value).replace('"amount_minor": ', '"amount_minor": 1'))
+    # Prefilled with the whole canonical input, not only the business keys.
+    assert json.loads(str(area.value)) == original
+    # Keys are sorted: the first amount_minor is the invoice's own, not a line's.
+    area.input(str(area.value).replace('"amount_minor": ', '"amount_minor": 1', 1))
     at.text_input(key="exc_replay_reason").input("amount corrected")
     at.run()
     assert any("amount_minor" in c.value for c in at.code)
@@ -149,7 +156,16 @@ def test_ops_replays_with_an_edited_payload_and_sees_the_diff(seeded: Seeded) ->
 
     assert not at.exception, at.exception
     [row] = audit(seeded, "transaction.replay")
-    assert row["detail"]["payload_diff"][0]["path"] == "/amount_minor"
+    assert [d["path"] for d in row["detail"]["payload_diff"]] == ["/amount_minor"]
+    replayed = tx(seeded, seeded.failed, role=Role.OPS)["canonical"]
+    assert replayed["latest_run"] == 2
+    override = replayed["latest_run_override"]
+    assert override["amount_minor"] == int(f"1{original['amount_minor']}")
+    # The edited replay keeps the invoice lines (and everything else) of the original input.
+    assert override["lines"] == original["lines"]
+    assert {k: v for k, v in override.items() if k != "amount_minor"} == {
+        k: v for k, v in original.items() if k != "amount_minor"
+    }
 
 
 def test_ops_resolves_with_a_note(seeded: Seeded) -> None:
@@ -216,3 +232,51 @@ def test_admin_sees_the_audit_trail_of_a_transaction(seeded: Seeded) -> None:
 
     assert not at.exception
     assert "audit trail is visible to admins" not in text_of(at)
+
+
+def metrics_of(at: AppTest) -> dict[str, str]:
+    return {str(m.label): str(m.value) for m in at.metric}
+
+
+async def test_operations_shows_the_queue_a_live_worker_and_the_last_sweep(
+    seeded: Seeded, redis_url: str
+) -> None:
+    # A live worker's heartbeat: run a burst worker's main() and render before closing it,
+    # since arq deletes the health-check key when a worker closes (tests.workers.run_burst).
+    worker = build_worker(seeded.worker, burst=True, handle_signals=False, poll_delay=0.02)
+    redis = queue_pool(redis_url)
+    try:
+        await worker.main()
+        # One wake-up deferred an hour: the queue tiles must show it as deferred, not ready.
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await enqueue_wakeup(redis, seeded.posted, defer_until=later, due="later")
+        at = page(signed_in(seeded, Role.VIEWER), "operations")
+    finally:
+        await redis.aclose()
+        await worker.close()
+
+    assert not at.exception, at.exception
+    tiles = metrics_of(at)
+    assert (tiles["Queue depth"], tiles["Ready now"], tiles["Deferred"]) == ("1", "0", "1")
+    assert tiles["Last worker heartbeat"].endswith(" ago"), tiles
+    assert tiles["Sweeper last run"].endswith(" ago"), tiles
+    # Every burst the seeding ran swept at start-up: the last one found nothing stale.
+    assert (tiles["Stale found"], tiles["Re-queued"]) == ("0", "0")
+    [table] = [d for d in at.dataframe if "Health key" in d.value.columns]
+    [row] = table.value.to_dict("records")
+    assert row["Health key"] == "concord:queue:health-check"
+    assert row["Last heartbeat"].endswith(" ago")
+    assert row["Completed"] >= 0
+    assert "No worker reported" not in text_of(at)
+
+
+def test_operations_says_no_worker_reported_when_none_runs(seeded: Seeded) -> None:
+    at = page(signed_in(seeded, Role.OPS), "operations")
+
+    assert not at.exception, at.exception
+    tiles = metrics_of(at)
+    assert tiles["Queue depth"] == "0"
+    assert tiles["Last worker heartbeat"] == "No worker reported"
+    # The seeding's burst workers swept at start-up, and the record outlives them.
+    assert tiles["Sweeper last run"].endswith(" ago"), tiles
+    assert "No worker reported" in text_of(at)
