@@ -110,6 +110,29 @@ class HttpAdapter:
         else:
             self.client = httpx.AsyncClient(follow_redirects=False)
 
+    @classmethod
+    def with_bearer(
+        cls,
+        vendor: str,
+        base_url: str,
+        *,
+        token: str,
+        timeout_s: float,
+        client: httpx.AsyncClient | None,
+        allow: Sequence[str] | None,
+        detail: Callable[[httpx.Response], str],
+    ) -> "HttpAdapter":
+        """An adapter that sends `Authorization: Bearer <token>` when a token is configured."""
+        return cls(
+            vendor,
+            base_url,
+            timeout_s=timeout_s,
+            client=client,
+            allow=allow,
+            detail=detail,
+            default_headers={"Authorization": f"Bearer {token}"} if token else {},
+        )
+
     def error(
         self, response: httpx.Response, action: str, *, conflict: frozenset[int] = frozenset({409})
     ) -> ConnectorError:

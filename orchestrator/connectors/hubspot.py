@@ -63,15 +63,14 @@ class HubSpotCrm:
         client: httpx.AsyncClient | None = None,
         allow: Sequence[str] | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
-        self._http = HttpAdapter(
+        self._http = HttpAdapter.with_bearer(
             "HubSpot",
             base_url,
+            token=access_token,
             timeout_s=timeout_s,
             client=client,
             allow=allow,
             detail=_detail,
-            default_headers=headers,
         )
 
     async def upsert_company(self, company: CompanyRecord, *, ctx: CallContext) -> TargetRecord:

@@ -32,15 +32,14 @@ class TenantProvisioning:
         client: httpx.AsyncClient | None = None,
         allow: Sequence[str] | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = HttpAdapter(
+        self._http = HttpAdapter.with_bearer(
             "Provisioning",
             base_url,
+            token=api_key,
             timeout_s=timeout_s,
             client=client,
             allow=allow,
             detail=_detail,
-            default_headers=headers,
         )
 
     async def set_tenant(self, tenant: TenantRecord, *, ctx: CallContext) -> TargetRecord:
@@ -93,15 +92,14 @@ class ZendeskSupport:
         client: httpx.AsyncClient | None = None,
         allow: Sequence[str] | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
-        self._http = HttpAdapter(
+        self._http = HttpAdapter.with_bearer(
             "Zendesk",
             base_url,
+            token=api_token,
             timeout_s=timeout_s,
             client=client,
             allow=allow,
             detail=_detail,
-            default_headers=headers,
         )
 
     async def open_ticket(self, ticket: TicketRecord, *, ctx: CallContext) -> TargetRecord:

@@ -74,16 +74,15 @@ class StripeBilling:
         allow: Sequence[str] | None = None,
         page_size: int = 100,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._page_size = page_size
-        self._http = HttpAdapter(
+        self._http = HttpAdapter.with_bearer(
             "Stripe",
             base_url,
+            token=api_key,
             timeout_s=timeout_s,
             client=client,
             allow=allow,
             detail=_detail,
-            default_headers=headers,
         )
 
     async def get_invoice(self, invoice_id: str, *, ctx: CallContext) -> Invoice | None:
