@@ -35,8 +35,9 @@ PG_URL = os.environ.get("CONCORD_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("CONCORD_TEST_REDIS_URL", "")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_SKIP_REASON = "CONCORD_TEST_DATABASE_URL is not set: the PostgreSQL half of the suite is skipped"
-# Tests own this Redis database index and flush it before and after each test.
-TEST_REDIS_DB = 13
+# Tests own this Redis database index and flush it before and after each test; two test runs
+# sharing one Redis pick different indexes with CONCORD_TEST_REDIS_DB.
+TEST_REDIS_DB = int(os.environ.get("CONCORD_TEST_REDIS_DB", "13"))
 
 _counter = itertools.count()
 
