@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.bulk_runner import BulkRunner
 from api.errors import ApiError
+from api.oidc import OidcVerifier, TokenRejected, looks_like_api_key
 from api.ratelimit import TokenBuckets, retry_after_header
 from api.settings import ApiSettings
 from lineage import apikeys, audit
@@ -23,6 +24,8 @@ class State(TypedDict):
     arq: ArqRedis
     limiter: TokenBuckets
     bulk_runner: BulkRunner
+    # None when OIDC is off (no CONCORD_OIDC_ISSUER): only API keys are accepted.
+    oidc: OidcVerifier | None
 
 
 def get_state(request: Request) -> State:
@@ -32,6 +35,7 @@ def get_state(request: Request) -> State:
         arq=request.state.arq,
         limiter=request.state.limiter,
         bulk_runner=request.state.bulk_runner,
+        oidc=getattr(request.state, "oidc", None),
     )
 
 
@@ -51,7 +55,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, not after.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
-_bearer = HTTPBearer(auto_error=False, description="A Concord API key: `Bearer ck_...`")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A Concord API key (`Bearer ck_...`) or, when OIDC is configured, a JWT from "
+    "the identity provider",
+)
 
 READERS = frozenset({Role.VIEWER, Role.EXECUTIVE, Role.FINANCE, Role.OPS, Role.ADMIN})
 
@@ -65,6 +73,7 @@ async def _deny(
     actor: str,
     role: str | None,
     headers: dict[str, str] | None = None,
+    reason: str | None = None,
 ) -> ApiError:
     # Denials are audited in their own transaction: the request's own work is rolled back.
     async with request.state.sessionmaker.begin() as session:
@@ -74,7 +83,7 @@ async def _deny(
             role=role,
             action=f"{request.method} {request.url.path}",
             outcome="denied",
-            detail={"status": status, "code": code},
+            detail={"status": status, "code": code, **({"reason": reason} if reason else {})},
         )
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
@@ -104,21 +113,12 @@ class RoleGuard:
                 request,
                 status=401,
                 code="unauthenticated",
-                message="send an API key as 'Authorization: Bearer <key>'",
+                message="send an API key (or, with single sign-on, a token) as "
+                "'Authorization: Bearer <key>'",
                 actor="anonymous",
                 role=None,
             )
-        async with request.state.sessionmaker.begin() as session:
-            principal = await apikeys.authenticate(session, credentials.credentials)
-        if principal is None:
-            raise await _deny(
-                request,
-                status=401,
-                code="invalid_api_key",
-                message="the API key is unknown or revoked",
-                actor="anonymous",
-                role=None,
-            )
+        principal = await _authenticate(request, credentials.credentials)
         if principal.role not in self.roles:
             raise await _deny(
                 request,
@@ -130,13 +130,13 @@ class RoleGuard:
                 role=principal.role,
             )
         if self.rate_limited:
-            wait_s = request.state.limiter.take(principal.key_id)
+            wait_s = request.state.limiter.take(principal.rate_key)
             if wait_s is not None:
                 raise await _deny(
                     request,
                     status=429,
                     code="rate_limited",
-                    message="too many changes from this API key; retry after the given seconds",
+                    message="too many changes from this caller; retry after the given seconds",
                     actor=principal.name,
                     role=principal.role,
                     headers={"Retry-After": retry_after_header(wait_s)},
@@ -145,6 +145,39 @@ class RoleGuard:
         request.state.principal = principal
         request.state.audit_action = self.action
         return principal
+
+
+async def _authenticate(request: Request, token: str) -> Principal:
+    """An API key from the database, else (with OIDC on) a verified JWT; denials are audited."""
+    verifier: OidcVerifier | None = getattr(request.state, "oidc", None)
+    if verifier is None or looks_like_api_key(token):
+        async with request.state.sessionmaker.begin() as session:
+            principal = await apikeys.authenticate(session, token)
+        if principal is None:
+            raise await _deny(
+                request,
+                status=401,
+                code="invalid_api_key",
+                message="the API key is unknown or revoked",
+                actor="anonymous",
+                role=None,
+            )
+        return principal
+    try:
+        return await verifier.principal(token)
+    except TokenRejected as exc:
+        raise await _deny(
+            request,
+            status=exc.status,
+            code=exc.code,
+            message=exc.message,
+            actor=exc.actor,
+            role=None,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            if exc.status == 401
+            else None,
+            reason=exc.message,
+        ) from None
 
 
 def require(*roles: Role, action: str | None = None, rate_limited: bool = False) -> RoleGuard:

@@ -49,7 +49,7 @@ class ApiError(Exception):
 
 _DESCRIPTIONS = {
     400: "A malformed input, e.g. a cursor this API did not issue.",
-    401: "No API key, or an unknown or revoked one.",
+    401: "No credentials, an unknown or revoked API key, or an invalid OpenID Connect token.",
     403: "The key's role may not do this.",
     404: "Not found.",
     409: "Conflicts with the current state (see error.code).",

@@ -1,6 +1,8 @@
 """The inbox edge shared by every intake route: bounded reads, then commit, then wake-up."""
 
 import json
+import math
+import os
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -15,6 +17,7 @@ from lineage.enums import EventStatus, System
 from lineage.inbox import IncomingEvent
 from orchestrator.client.canonical import Ignored, Routed
 from orchestrator.client.queue import try_enqueue_wakeup
+from orchestrator.client.tracing import current_traceparent
 
 _JSON_TYPES = ("application/json", "application/cloudevents+json")
 
@@ -52,14 +55,60 @@ async def read_body(
     return b"".join(chunks)
 
 
+def _fault_after_commit(source_event_id: str) -> None:
+    """Test-only fault injection (tests/chaos/test_api_crash.py): with
+    CONCORD_FAULT_AFTER_COMMIT=crash:PREFIX the process dies right after committing an event
+    whose ID starts with PREFIX, before the wake-up is queued or the answer sent."""
+    mode, _, prefix = os.environ.get("CONCORD_FAULT_AFTER_COMMIT", "").partition(":")
+    if mode == "crash" and prefix and source_event_id.startswith(prefix):
+        os._exit(70)
+
+
 def _too_large(max_bytes: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # PostgreSQL's JSON types refuse it; so does RFC 8259.
+        raise ValueError(f"{text[:20]} is beyond a double's range")
+    return value
+
+
+def _storable_text(document: Any) -> None:
+    """Refuse strings no database stores: NUL (PostgreSQL) and lone surrogates (not UTF-8)."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("a string holds a NUL character")
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    raise ValueError("a string holds a lone UTF-16 surrogate") from None
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
 def parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        _storable_text(document)
+        return document
+    except RecursionError as exc:
+        raise ApiError(400, "invalid_json", "the body nests arrays or objects too deeply") from exc
+    except ValueError as exc:
+        # Also a number beyond Python's 4300-digit limit, besides bad syntax and bad UTF-8.
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
 
 
@@ -118,7 +167,8 @@ async def commit_event(
             details={"correlation_id": result.correlation_id},
         )
     if not result.duplicate and result.status is EventStatus.ACCEPTED:
-        background.add_task(try_enqueue_wakeup, arq, result.correlation_id)
+        _fault_after_commit(incoming.source_event_id)
+        background.add_task(try_enqueue_wakeup, arq, result.correlation_id, current_traceparent())
     return IntakeResponse(
         correlation_id=result.correlation_id,
         status=result.status,

@@ -6,11 +6,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
 from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
 from api.logging_middleware import CorrelationLogging
 from api.middleware import RejectNul
+from api.oidc import OidcVerifier
 from api.ratelimit import TokenBuckets
 from api.routes import (
     audit,
@@ -86,6 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                     burst=settings.mutation_burst,
                 ),
                 "bulk_runner": runner,
+                "oidc": OidcVerifier(settings) if settings.oidc_enabled else None,
             }
         finally:
             await runner.close()
@@ -101,6 +104,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RejectNul)
     app.add_middleware(CorrelationLogging)
+    # Outermost: a caller's traceparent becomes the current trace context for the request, so
+    # intake hands it on to the worker's jobs (a span is recorded only if an SDK is set up).
+    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -19,9 +19,9 @@ class TokenBuckets:
     def __init__(self, *, rate_per_minute: float, burst: int) -> None:
         self._rate_per_s = rate_per_minute / 60.0
         self._burst = float(burst)
-        self._buckets: dict[int, _Bucket] = {}
+        self._buckets: dict[str, _Bucket] = {}
 
-    def take(self, key: int, *, now: float | None = None) -> float | None:
+    def take(self, key: str, *, now: float | None = None) -> float | None:
         """Spend one token; None when allowed, else the seconds until a token is available.
 
         No await inside, so on one event loop two requests cannot interleave here.

@@ -1,7 +1,16 @@
-from pydantic import Field
+from typing import Self
 
+from pydantic import Field, field_validator, model_validator
+
+from lineage.enums import Role
 from orchestrator.client.catalog import SLA_S
 from orchestrator.client.queue import QueueSettings
+
+# Public-key algorithms only: "none" and the HMAC family (HS*) would let anyone holding the
+# issuer's public key, or nothing at all, mint a token.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 class ApiSettings(QueueSettings):
@@ -31,3 +40,48 @@ class ApiSettings(QueueSettings):
         default_factory=lambda: {w.value: float(s) for w, s in SLA_S.items()}
     )
     sla_default_target_s: float = 300.0
+
+    # OpenID Connect bearer tokens (api.oidc). An empty issuer turns OIDC off: only API keys.
+    oidc_issuer: str = ""
+    # The `aud` a token must carry: the client ID the dashboard signs in with, or the API's own
+    # audience if the identity provider issues JWT access tokens for it. Required with an issuer.
+    oidc_audience: str = ""
+    # Empty: read `jwks_uri` from {issuer}/.well-known/openid-configuration on first use.
+    oidc_jwks_url: str = ""
+    # The claim that names the role; a dotted path reaches into objects (realm_access.roles).
+    # Its value is a string or a list of strings.
+    oidc_role_claim: str = "concord_role"
+    # Claim value -> role, for a groups claim. Empty: the values must be role names themselves.
+    oidc_role_map: dict[str, Role] = Field(default_factory=dict)
+    # The claim shown as the actor (`oidc:<value>`); the subject (`sub`) when it is missing.
+    oidc_actor_claim: str = "email"
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    # Clock skew allowed on exp, nbf and iat, in seconds.
+    oidc_leeway_s: int = Field(default=30, ge=0, le=300)
+    # The fetched key set is kept this long; an unknown `kid` refetches it at most once per
+    # cooldown, so a stream of made-up kids cannot hammer the identity provider.
+    oidc_jwks_cache_s: float = Field(default=300.0, gt=0)
+    oidc_jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
+    oidc_http_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _public_key_algorithms_only(cls, value: list[str]) -> list[str]:
+        refused = sorted(set(value) - ASYMMETRIC_ALGORITHMS)
+        if refused:
+            raise ValueError(
+                f"not allowed for OIDC tokens: {', '.join(refused)}; "
+                f"choose from {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _issuer_needs_audience(self) -> Self:
+        if self.oidc_issuer and not self.oidc_audience:
+            # Without an audience check, any token the issuer signs for any app would do.
+            raise ValueError("CONCORD_OIDC_AUDIENCE is required when CONCORD_OIDC_ISSUER is set")
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)

@@ -110,8 +110,16 @@ def traffic(
     duration: Annotated[float, typer.Option(help="Seconds to run.")] = 60.0,
     seed: Annotated[int, typer.Option(help="Same seed, same business life.")] = 7,
     sandbox_url: Annotated[str, typer.Option()] = "http://127.0.0.1:8100",
+    api_url: Annotated[
+        str | None, typer.Option(envvar="CONCORD_API_URL", help="Concord's API, to meter usage to.")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="CONCORD_TRAFFIC_API_KEY", help="An ingest key; none: no usage."),
+    ] = None,
 ) -> None:
-    """Drive the billing sandbox through a B2B SaaS life: sign-ups, upgrades, invoices, failures."""
+    """Drive the billing sandbox through a B2B SaaS life: sign-ups, upgrades, invoices, failures;
+    with an API URL and an ingest key, also meter usage to Concord as CloudEvents."""
     import json
 
     from sandbox.traffic import run_traffic
@@ -119,7 +127,12 @@ def traffic(
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, _exit_cleanly)
     report = run_traffic(
-        f"{sandbox_url.rstrip('/')}/billing", rate=rate, duration=duration, seed=seed
+        f"{sandbox_url.rstrip('/')}/billing",
+        rate=rate,
+        duration=duration,
+        seed=seed,
+        usage_api_url=api_url,
+        usage_api_key=api_key,
     )
     typer.echo(json.dumps(report.as_json(), indent=2))
 

@@ -123,14 +123,17 @@ def _environment(options: DemoOptions, api_url: str) -> dict[str, str]:
     sandbox_url = f"http://127.0.0.1:{options.sandbox_port}"
     env.setdefault("CONCORD_STRIPE_WEBHOOK_SECRET", f"whsec_demo_{secrets.token_hex(16)}")
     env.setdefault("CONCORD_HUBSPOT_CLIENT_SECRET", secrets.token_hex(16))
-    for system in ("erp", "crm", "provisioning", "support"):
+    for system in ("billing", "erp", "crm", "provisioning", "support"):
         env.setdefault(f"CONCORD_{system.upper()}_URL", f"{sandbox_url}/{system}")
     # The sandbox is on loopback; nothing else private is reachable from the demo's workers.
     env.setdefault("CONCORD_OUTBOUND_ALLOWLIST", "127.0.0.1")
     env.setdefault("CONCORD_RECONCILIATION_BILLING_URL", f"{sandbox_url}/billing")
     env.setdefault("CONCORD_RECONCILIATION_ERP_URL", f"{sandbox_url}/erp")
+    env.setdefault("CONCORD_RECONCILIATION_CRM_URL", f"{sandbox_url}/crm")
     env.setdefault("CONCORD_RECONCILIATION_DIR", str(options.data_dir / "reconciliation-runs"))
     env.setdefault("CONCORD_RECONCILE_EVERY_MIN", "1")
+    # The traffic meters usage; summarise closed periods every minute so the demo shows them.
+    env.setdefault("CONCORD_USAGE_EVERY_MIN", "1")
     env.setdefault("CONCORD_API_URL", api_url)
     return env
 
@@ -188,7 +191,7 @@ def run_demo(options: DemoOptions) -> int:
                             "--sandbox-url",
                             sandbox_url,
                         ],
-                        env,
+                        {**env, "CONCORD_TRAFFIC_API_KEY": keys[Role.INGEST]},
                     )
                 )
             typer.echo(f"\nConcord is running on {settings.database_url}")

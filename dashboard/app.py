@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.client import ApiError
 from dashboard.format import humanize
-from dashboard.identity import Identity, whoami
+from dashboard.identity import Identity, forwarded_token, token_expired, whoami
 from dashboard.ui import CSS, api_url
 
 LANDING = {
@@ -28,6 +28,7 @@ ROLE_BLURB = {
     "admin": "everything, including the audit log",
     "ingest": "may only post events",
 }
+SSO_EXPIRED = "your single sign-on session has expired; sign in again"
 
 
 def oidc_configured() -> bool:
@@ -39,50 +40,84 @@ def oidc_configured() -> bool:
 
 
 def oidc_token() -> str | None:
-    """The signed-in OIDC user's token, forwarded to the API as the bearer.
+    """The signed-in single sign-on user's token, forwarded to the API as the bearer.
 
-    Needs `expose_tokens` in the [auth] section. Untested here: no identity provider runs in
-    our test environment, and the API accepts only API keys today.
+    Streamlit fills `st.user.tokens` only with the kinds named by `expose_tokens` in the [auth]
+    section; identity.forwarded_token picks one.
     """
-    user: Any = st.user
-    if not getattr(user, "is_logged_in", False):
+    # Without an [auth] section st.user has no is_logged_in at all.
+    if not getattr(st.user, "is_logged_in", False):
         return None
-    tokens = getattr(user, "tokens", None) or {}
-    token = tokens.get("access") or tokens.get("id")
-    return str(token) if token else None
+    return forwarded_token(st.user.tokens)
 
 
 def sign_out() -> None:
-    for key in ("auth_token", "auth_identity", "auth_error"):
+    for key in ("auth_token", "auth_identity", "auth_error", "auth_refused"):
         st.session_state.pop(key, None)
     data.clear_live()
     if oidc_configured() and getattr(st.user, "is_logged_in", False):
         st.logout()
 
 
+def _forget(error: str) -> None:
+    for key in ("auth_token", "auth_identity"):
+        st.session_state.pop(key, None)
+    st.session_state["auth_error"] = error
+
+
+def _sso_token() -> str | None:
+    """The single sign-on token to sign in with, or None (with the reason in auth_error)."""
+    if not oidc_configured():
+        return None
+    token = oidc_token()
+    if token is None:
+        if getattr(st.user, "is_logged_in", False):
+            st.session_state["auth_error"] = (
+                "single sign-on worked, but Streamlit exposes no token to forward to the API: "
+                'add expose_tokens = "id" to [auth] in .streamlit/secrets.toml'
+            )
+        return None
+    if token == st.session_state.get("auth_refused"):
+        # Refused once already (the reason is on the sign-in page): asking again on every
+        # rerun would only add denied rows to the audit log.
+        return None
+    if token_expired(token):
+        st.session_state["auth_error"] = SSO_EXPIRED
+        return None
+    return token
+
+
 def _resolve_identity() -> Identity | None:
     identity = st.session_state.get("auth_identity")
     if isinstance(identity, Identity):
+        # Streamlit keeps the provider's tokens for the cookie's life (30 days), longer than
+        # the tokens live: an expired one would only fetch 401s, so ask for a new sign-in.
+        if identity.via_sso and token_expired(str(st.session_state.get("auth_token"))):
+            _forget(SSO_EXPIRED)
+            return None
         return identity
-    token = st.session_state.get("auth_token") or (oidc_token() if oidc_configured() else None)
+    token = st.session_state.get("auth_token") or _sso_token()
     if not token:
         return None
     try:
         identity = whoami(data.client(api_url(), str(token)))
     except ApiError as exc:
-        st.session_state.pop("auth_token", None)
-        st.session_state["auth_error"] = f"{exc.code}: {exc.message}"
+        _forget(f"{exc.code}: {exc.message}")
+        st.session_state["auth_refused"] = str(token)
         return None
     st.session_state["auth_token"] = str(token)
     st.session_state["auth_identity"] = identity
+    st.session_state.pop("auth_error", None)
     return identity
 
 
 def _sidebar(identity: Identity) -> None:
     with st.sidebar:
         st.markdown("### ◆ Concord")
-        st.markdown(f"**{identity.name}**  \n:blue-badge[{humanize(identity.role)}]")
+        st.markdown(f"**{identity.display_name}**  \n:blue-badge[{humanize(identity.role)}]")
         st.caption(ROLE_BLURB.get(identity.role, ""))
+        if identity.via_sso:
+            st.caption("Signed in with single sign-on; the role comes from your identity provider.")
         if identity.source == "probe":
             st.caption("Role inferred from what the API admits (the API has no GET /v1/me yet).")
         st.caption(f"API: `{api_url()}`")

@@ -237,3 +237,7 @@ class ConcordClient:
     def mismatch_resolve(self, mismatch_id: str, *, note: str) -> JSON:
         result: JSON = self.post(f"/v1/mismatches/{mismatch_id}/resolve", {"note": note})
         return result
+
+    def mismatch_replay(self, mismatch_id: str, *, reason: str) -> JSON:
+        result: JSON = self.post(f"/v1/mismatches/{mismatch_id}/replay", {"reason": reason})
+        return result

@@ -4,9 +4,17 @@ The API is the authority on roles: this only decides which pages and controls to
 control drawn by mistake would still be refused (and audited) by the API.
 """
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import jwt
 
 from dashboard.client import ApiError, ConcordClient
+
+# The API names a single sign-on user `oidc:<email or subject>` (api.oidc).
+SSO_PREFIX = "oidc:"
 
 READERS = frozenset({"viewer", "executive", "finance", "ops", "admin"})
 OPERATORS = frozenset({"ops", "admin"})
@@ -20,6 +28,14 @@ class Identity:
     role: str
     # "api" when GET /v1/me answered; "probe" when the role was inferred from refusals.
     source: str
+
+    @property
+    def via_sso(self) -> bool:
+        return self.name.startswith(SSO_PREFIX)
+
+    @property
+    def display_name(self) -> str:
+        return self.name.removeprefix(SSO_PREFIX)
 
     @property
     def can_read(self) -> bool:
@@ -36,6 +52,31 @@ class Identity:
     @property
     def is_admin(self) -> bool:
         return self.role in ADMINS
+
+
+def forwarded_token(tokens: Mapping[str, Any]) -> str | None:
+    """The token of `st.user.tokens` to send to the API as the bearer, if one is exposed.
+
+    The ID token comes first: it is always a JWT, and its audience is the dashboard's client ID,
+    which is what the API's CONCORD_OIDC_AUDIENCE names. An access token is used only when it is
+    the one exposed (`expose_tokens = "access"`): some providers make it an opaque string or a
+    token for another API, which the Concord API would refuse.
+    """
+    for kind in ("id", "access"):
+        token = tokens.get(kind)
+        if isinstance(token, str) and token:
+            return token
+    return None
+
+
+def token_expired(token: str, *, now: float | None = None) -> bool:
+    """True when a JWT's `exp` has passed. Read without checking the signature: the API
+    checks it; this only spares the user an error page after their provider's token expires."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.InvalidTokenError:
+        return False
+    return isinstance(exp, int | float) and exp < (time.time() if now is None else now)
 
 
 def key_label(token: str) -> str:

@@ -22,9 +22,20 @@ def hash_key(key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    key_id: int
+    """Who signs a request: an API key (key_id set) or an OpenID Connect user (key_id None).
+
+    `name` is the audit actor: the key's name, or `oidc:<email or subject>`. `rate_key` names
+    the caller's rate-limit bucket, stable across a user's tokens.
+    """
+
+    key_id: int | None
     name: str
     role: Role
+    subject: str | None = None
+
+    @property
+    def rate_key(self) -> str:
+        return f"key:{self.key_id}" if self.key_id is not None else f"oidc:{self.subject}"
 
 
 async def create_key(session: AsyncSession, *, name: str, role: Role) -> tuple[ApiKey, str]:

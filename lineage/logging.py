@@ -25,8 +25,22 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 _ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
 
+def _without_query_values(path: object) -> object:
+    """A request path with its query values blanked: they carry search terms, such as the
+    e-mail address someone looked a customer up by, which logs must not keep."""
+    if not isinstance(path, str) or "?" not in path:
+        return path
+    base, _, query = path.partition("?")
+    names = (part.partition("=")[0] for part in query.split("&") if part)
+    return base + "?" + "&".join(f"{name}=*" for name in names)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            record.args = tuple(
+                _without_query_values(a) if i == 2 else a for i, a in enumerate(record.args)
+            )
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,

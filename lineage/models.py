@@ -223,6 +223,39 @@ class ExceptionItem(Base):
     resolved_by_run_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_run.id"))
 
 
+class UsageRecord(Base):
+    """One acknowledged usage event: the inbox row of high-volume usage, which starts no
+    transaction of its own; the summary that counted it links it to one."""
+
+    __tablename__ = "usage_record"
+    __table_args__ = (
+        UniqueConstraint("source", "source_event_id"),
+        # The aggregation job's question: which closed periods still have uncounted usage?
+        Index("ix_usage_record_open", "summary_correlation_id", "period"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(255))
+    source_event_id: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    subscription_id: Mapped[str] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str] = mapped_column(String(255))
+    metric: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    unit_amount_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    period: Mapped[str] = mapped_column(String(7))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    deliveries: Mapped[int] = mapped_column(default=1)
+    last_delivery_at: Mapped[datetime] = mapped_column(default=utc_now)
+    summary_correlation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("business_transaction.correlation_id")
+    )
+
+
 class ApiKey(Base):
     __tablename__ = "api_key"
 
@@ -362,3 +395,8 @@ class Mismatch(Base):
     resolution_note: Mapped[str | None] = mapped_column(Text)
     # The run that no longer found it, when it was auto-resolved.
     resolved_run_id: Mapped[int | None] = mapped_column(ForeignKey("reconciliation_run.id"))
+    # The last replay started from it (POST /v1/mismatches/{id}/replay): when, by whom, and the
+    # runs it opened, [{"correlation_id", "run_number"}]; a later run then shows whether it fixed it.
+    last_replay_at: Mapped[datetime | None]
+    last_replay_by: Mapped[str | None] = mapped_column(String(200))
+    last_replay_runs: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDoc)

@@ -265,7 +265,10 @@ async def settle(
             update(WorkflowRun)
             .where(WorkflowRun.id == claimed.run.id)
             .values(
-                state=RunState.SUCCEEDED if state is TxState.POSTED else RunState.FAILED,
+                # A superseded event's run is ignored on purpose, which is not a failure.
+                state=RunState.SUCCEEDED
+                if state in (TxState.POSTED, TxState.IGNORED)
+                else RunState.FAILED,
                 ended_at=now,
             )
         )
@@ -313,7 +316,7 @@ async def unsettled_predecessor(
     """
 
     def _business_order(row: BusinessTransaction) -> tuple[datetime, int, datetime]:
-        return (row.occurred_at or row.received_at, rank(row.workflow), row.received_at)
+        return business_order(row, rank)
 
     if tx.ordering_key is None:
         return None
@@ -326,6 +329,36 @@ async def unsettled_predecessor(
     )
     earlier = [c for c in candidates if _business_order(c) < _business_order(tx)]
     return min(earlier, key=_business_order) if earlier else None
+
+
+def business_order(
+    row: BusinessTransaction, rank: Callable[[str | None], int]
+) -> tuple[datetime, int, datetime]:
+    return (row.occurred_at or row.received_at, rank(row.workflow), row.received_at)
+
+
+async def posted_successor(
+    session: AsyncSession,
+    tx: BusinessTransaction,
+    *,
+    rank: Callable[[str | None], int],
+    workflows: tuple[str, ...],
+) -> BusinessTransaction | None:
+    """The latest posted transaction of `workflows` on the same ordering key that comes after
+    this one in business order: an event that arrived after it had already applied."""
+    if tx.ordering_key is None or not workflows:
+        return None
+    candidates = await session.scalars(
+        select(BusinessTransaction).where(
+            BusinessTransaction.ordering_key == tx.ordering_key,
+            BusinessTransaction.correlation_id != tx.correlation_id,
+            BusinessTransaction.workflow.in_(workflows),
+            BusinessTransaction.state == TxState.POSTED,
+        )
+    )
+    mine = business_order(tx, rank)
+    later = [c for c in candidates if business_order(c, rank) > mine]
+    return max(later, key=lambda c: business_order(c, rank)) if later else None
 
 
 async def has_posted(session: AsyncSession, *, ordering_key: str, workflow: str) -> bool:
@@ -350,6 +383,43 @@ async def waiting_on(session: AsyncSession, ordering_key: str) -> list[str]:
         )
     )
     return list(rows)
+
+
+async def close_abandoned_attempts(
+    session: AsyncSession, run_id: int, *, now: datetime
+) -> dict[str, tuple[int, int]]:
+    """Close the attempts of a run that began but never finished, as failed with an unknown
+    outcome; per step name: (step id, attempts so far).
+
+    Read under a fresh lease, every one of these was left by a holder that died mid-call.
+    """
+    rows = (
+        await session.execute(
+            select(WorkflowStep.name, WorkflowStep.id, WorkflowStep.attempt_count)
+            .join(StepAttempt, StepAttempt.step_id == WorkflowStep.id)
+            .where(WorkflowStep.run_id == run_id, StepAttempt.ended_at.is_(None))
+            .distinct()
+        )
+    ).all()
+    if not rows:
+        return {}
+    step_ids = [step_id for _name, step_id, _count in rows]
+    await session.execute(
+        update(StepAttempt)
+        .where(StepAttempt.step_id.in_(step_ids), StepAttempt.ended_at.is_(None))
+        .values(
+            ended_at=now,
+            outcome=AttemptOutcome.FAILED,
+            error_class=ErrorClass.RETRYABLE,
+            error_message="the worker died during this attempt; its outcome is unknown",
+        )
+    )
+    await session.execute(
+        update(WorkflowStep)
+        .where(WorkflowStep.id.in_(step_ids))
+        .values(state=StepState.FAILED_RETRYABLE)
+    )
+    return {name: (step_id, int(count)) for name, step_id, count in rows}
 
 
 async def mark_step(

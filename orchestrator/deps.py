@@ -6,9 +6,10 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from orchestrator.mappings import Mappings
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.targets import Crm, ErpLedger, Provisioning, Support
+from orchestrator.targets import Billing, Crm, ErpLedger, Provisioning, Support
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,9 +19,11 @@ class WorkerDeps:
     redis: ArqRedis
     erp: ErpLedger
     crm: Crm
+    billing: Billing
     provisioning: Provisioning
     support: Support
     limiter: TokenBucket
+    mappings: Mappings
 
 
 def get_deps(ctx: dict[str, Any]) -> WorkerDeps:

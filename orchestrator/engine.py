@@ -6,7 +6,10 @@ successor resumes from.
 """
 
 import asyncio
+import dataclasses
 import logging
+import os
+import random
 from datetime import timedelta
 from enum import StrEnum
 
@@ -18,11 +21,13 @@ from lineage.enums import StepState, TxState
 from lineage.runs import Claim
 from orchestrator import telemetry
 from orchestrator.client.queue import enqueue_wakeup
+from orchestrator.client.tracing import current_traceparent
 from orchestrator.connectors.errors import ConnectorError
+from orchestrator.connectors.ports import TargetRecord
 from orchestrator.deps import WorkerDeps
 from orchestrator.flows import WORKFLOWS, business_rank
-from orchestrator.steps import StepOutcome, StepResult, context, run_step
-from orchestrator.workflows import WorkflowSpec
+from orchestrator.steps import StepOutcome, StepResult, backoff_s, context, run_step
+from orchestrator.workflows import StepSpec, WorkflowSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class Outcome(StrEnum):
     EXCEPTION = "exception"
     REVERSED = "reversed"
     NOT_CLAIMED = "not_claimed"
+    SUPERSEDED = "superseded"
 
 
 async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
@@ -78,6 +84,9 @@ async def _run(deps: WorkerDeps, claimed: Claim) -> Outcome:
     waiting = await _predecessor_wait(deps, claimed, spec)
     if waiting:
         return await _wait(deps, claimed, waiting)
+    superseded = await _superseded(deps, claimed, spec)
+    if superseded:
+        return await _ignore(deps, claimed, superseded)
     try:
         data = spec.input_model.model_validate(
             claimed.run.input_override or claimed.transaction.canonical
@@ -103,7 +112,10 @@ async def _run_steps(
     done = {
         n for n, s in claimed.step_states.items() if s in (StepState.SUCCEEDED, StepState.SKIPPED)
     } | set(names[:start])
-    pending = [step for step in spec.steps if step.name not in done]
+    pending = [_fault_hook(claimed, step) for step in spec.steps if step.name not in done]
+    isolated = await _isolate_poison(deps, claimed, pending)
+    if isolated is not None:
+        return isolated
     while pending:
         # Independent branches (every dependency met) run concurrently.
         ready = [step for step in pending if set(step.depends_on) <= done]
@@ -120,6 +132,69 @@ async def _run_steps(
         await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now())
     await _wake_successors(deps, claimed)
     return Outcome.POSTED
+
+
+async def _isolate_poison(
+    deps: WorkerDeps, claimed: Claim, steps: list[StepSpec]
+) -> Outcome | None:
+    """Count calls that died with their worker as failed attempts, so an event that crashes
+    every worker handling it ends in the exception queue after its budget.
+
+    Under a fresh lease, an attempt that never recorded an outcome belonged to a holder that
+    died (or was cancelled) mid-call. Such a transaction backs off with jitter before it runs
+    again: the transactions one crash took down together would otherwise all be woken
+    together, share the poison's next crash, and spend their budgets with it.
+    """
+    now = utc_now()
+    async with deps.sessionmaker.begin() as session:
+        abandoned = await runs.close_abandoned_attempts(session, claimed.run.id, now=now)
+    retries: list[StepResult] = []
+    for step in steps:
+        if step.name not in abandoned:
+            continue
+        step_id, attempts = abandoned[step.name]
+        if attempts >= (step.retry.max_attempts or deps.settings.max_attempts):
+            message = f"{step.name}: the worker died during each of {attempts} attempts"
+            async with deps.sessionmaker.begin() as session:
+                await runs.mark_step(
+                    session,
+                    run_id=claimed.run.id,
+                    name=step.name,
+                    state=StepState.FAILED_TERMINAL,
+                    message=message,
+                    now=now,
+                )
+            return await _exception(
+                deps,
+                claimed,
+                step_id,
+                "worker_crash",
+                message,
+                "find what kills the worker in its logs (by correlation ID), fix it, then replay",
+            )
+        delay = backoff_s(
+            attempts,
+            base_s=step.retry.base_s or deps.settings.retry_base_s,
+            cap_s=step.retry.cap_s or deps.settings.retry_cap_s,
+            retry_after_s=None,
+        )
+        due = now + timedelta(seconds=delay * random.uniform(1.0, 4.0))
+        reason = f"{step.name} retries at {due.isoformat()} (its worker died mid-call)"
+        retries.append(StepResult(StepOutcome.RETRY, step, due=due, reason=reason))
+    return await _schedule_retry(deps, claimed, retries) if retries else None
+
+
+def _fault_hook(claimed: Claim, step: StepSpec) -> StepSpec:
+    """Test-only fault injection: CONCORD_FAULT_CRASH_INVOICE names a billing invoice whose
+    step calls kill the worker process, as a crashing handler would (tests/chaos/test_poison)."""
+    poison = os.environ.get("CONCORD_FAULT_CRASH_INVOICE")
+    if not poison or claimed.transaction.invoice_id != poison:
+        return step
+
+    async def crash(*_args: object, **_kwargs: object) -> TargetRecord:
+        os._exit(70)
+
+    return dataclasses.replace(step, action=crash)
 
 
 async def _predecessor_wait(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec) -> str | None:
@@ -139,6 +214,30 @@ async def _predecessor_wait(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec
             ):
                 return f"waiting for a posted {workflow.value} on {tx.ordering_key}"
     return None
+
+
+async def _superseded(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec) -> str | None:
+    """Applying a state older than one already posted would roll the targets back."""
+    async with deps.sessionmaker() as session:
+        later = await runs.posted_successor(
+            session,
+            claimed.transaction,
+            rank=business_rank,
+            workflows=tuple(w.value for w in spec.superseded_by),
+        )
+    if later is None:
+        return None
+    return (
+        f"superseded by {later.correlation_id} ({later.event_type}), a later state of "
+        f"{claimed.transaction.ordering_key} that had already posted when this one arrived"
+    )
+
+
+async def _ignore(deps: WorkerDeps, claimed: Claim, reason: str) -> Outcome:
+    async with deps.sessionmaker.begin() as session:
+        await runs.settle(session, claimed, state=TxState.IGNORED, now=utc_now(), reason=reason)
+    await _wake_successors(deps, claimed)
+    return Outcome.SUPERSEDED
 
 
 async def _wait(deps: WorkerDeps, claimed: Claim, reason: str) -> Outcome:
@@ -177,6 +276,7 @@ async def _schedule_retry(deps: WorkerDeps, claimed: Claim, retries: list[StepRe
             claimed.transaction.correlation_id,
             defer_until=due,
             due=f"{claimed.run.number}:{due.timestamp():.3f}",
+            traceparent=current_traceparent(),
         )
     except Exception:
         log.warning("retry not queued; the sweeper will wake it when due", exc_info=True)

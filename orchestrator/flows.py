@@ -3,6 +3,7 @@
 from pydantic import BaseModel
 
 from lineage.enums import System
+from orchestrator import quote_to_cash
 from orchestrator.client.canonical import (
     DealEvent,
     Invoice,
@@ -11,9 +12,11 @@ from orchestrator.client.canonical import (
     Workflow,
 )
 from orchestrator.client.catalog import SLA_S
+from orchestrator.connectors.errors import Terminal
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
 from orchestrator.enrichment import subscription_context
+from orchestrator.usage_flow import USAGE_SUMMARY
 from orchestrator.workflows import RetryPolicy, StepSpec, WorkflowSpec
 
 
@@ -172,6 +175,7 @@ SUBSCRIPTION_AMENDED = WorkflowSpec(
     ),
     sla_s=SLA_S[Workflow.SUBSCRIPTION_AMENDED],
     requires=(Workflow.SUBSCRIPTION_ACTIVATED,),
+    superseded_by=(Workflow.SUBSCRIPTION_AMENDED, Workflow.SUBSCRIPTION_CANCELED),
 )
 
 
@@ -318,12 +322,62 @@ async def _success_task(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> 
     )
 
 
+async def _billing_flag(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    deal = _deal(data)
+    if not deal.source_id or not deal.source_id.startswith("sub_"):
+        raise Terminal(
+            f"deal {deal.deal_id} names no billing subscription (sourceId "
+            f"{deal.source_id!r}); nothing to flag in billing"
+        )
+    flagged_at = deal.occurred_at.isoformat() if deal.occurred_at else ""
+    return await deps.billing.flag_subscription(
+        subscription_id=deal.source_id,
+        metadata={
+            "renewal_risk": deal.property_value,
+            "renewal_risk_deal": deal.deal_id,
+            "renewal_risk_at": flagged_at,
+        },
+        ctx=ctx,
+    )
+
+
 RENEWAL_RISK = WorkflowSpec(
     name=Workflow.RENEWAL_RISK,
     triggers=("deal.propertyChange:renewal_risk",),
     input_model=DealEvent,
-    steps=(StepSpec("crm.create_success_task", System.CRM, _success_task, _deal_key),),
+    steps=(
+        StepSpec("crm.create_success_task", System.CRM, _success_task, _deal_key),
+        StepSpec("billing.flag_subscription", System.BILLING, _billing_flag, _deal_key),
+    ),
     sla_s=SLA_S[Workflow.RENEWAL_RISK],
+)
+
+
+# --- quote-to-cash: a won deal is validated, then billed (orchestrator.quote_to_cash) ---
+
+DEAL_CLOSED_WON = WorkflowSpec(
+    name=Workflow.DEAL_CLOSED_WON,
+    triggers=("deal.propertyChange:dealstage",),
+    input_model=DealEvent,
+    steps=(
+        StepSpec("crm.validate_deal", System.CRM, quote_to_cash.validate, quote_to_cash.deal_key),
+        StepSpec(
+            "billing.upsert_customer",
+            System.BILLING,
+            quote_to_cash.billing_customer,
+            quote_to_cash.deal_key,
+            depends_on=("crm.validate_deal",),
+        ),
+        StepSpec(
+            "billing.create_subscription",
+            System.BILLING,
+            quote_to_cash.billing_subscription,
+            quote_to_cash.subscription_key,
+            lookup=quote_to_cash.find_subscription,
+            depends_on=("billing.upsert_customer",),
+        ),
+    ),
+    sla_s=SLA_S[Workflow.DEAL_CLOSED_WON],
 )
 
 
@@ -337,6 +391,8 @@ WORKFLOWS: dict[str, WorkflowSpec] = {
         INVOICE_PAID,
         PAYMENT_FAILED,
         RENEWAL_RISK,
+        DEAL_CLOSED_WON,
+        USAGE_SUMMARY,
     )
 }
 
@@ -351,6 +407,7 @@ _RANK = {
     Workflow.SUBSCRIPTION_AMENDED: 1,
     Workflow.SUBSCRIPTION_CANCELED: 2,
     Workflow.RENEWAL_RISK: 0,
+    Workflow.DEAL_CLOSED_WON: 0,
 }
 
 

@@ -17,6 +17,9 @@ def _default_worker_id() -> str:
 class OrchestratorSettings(QueueSettings):
     """Settings of `concord worker`; every field is CONCORD_<NAME> in the environment."""
 
+    billing_url: str = "http://127.0.0.1:8100/billing"
+    # Stripe secret key (sk_...) for billing writes; empty sends no Authorization header.
+    billing_api_key: str = ""
     erp_url: str = "http://127.0.0.1:8100/erp"
     crm_url: str = "http://127.0.0.1:8100/crm"
     provisioning_url: str = "http://127.0.0.1:8100/provisioning"
@@ -41,5 +44,16 @@ class OrchestratorSettings(QueueSettings):
     max_inline_wait_s: float = 1.0
     # Minutes between scheduled reconciliations of the current period; 0 turns them off.
     reconcile_every_min: int = Field(default=0, ge=0, le=60)
+    # Minutes between usage aggregation runs (each closed period's usage becomes one ERP
+    # posting per subscription); 0 turns them off.
+    usage_every_min: int = Field(default=5, ge=0, le=60)
+    # How long after a period ends its late usage is still counted in the period's summary;
+    # usage arriving later is posted as an adjustment.
+    usage_grace_s: float = Field(default=3600.0, ge=0)
+    # The ERP accounts a usage summary accrues to: unbilled receivable (debit), usage revenue.
+    usage_receivable_account: str = "1210"
+    usage_revenue_account: str = "4100"
     # How long an event may wait for its predecessor before it becomes an exception.
     ordering_timeout_s: float = 3600.0
+    # The versioned mapping file (TOML); empty: orchestrator/mappings.toml as shipped.
+    mappings_file: str = ""

@@ -21,9 +21,16 @@ async def sweep_once(deps: WorkerDeps, *, min_age_s: float) -> int:
             session, now=now, older_than=now - timedelta(seconds=min_age_s)
         )
     queued = 0
+    # A wake-up taken by a worker that then died keeps its job ID in arq until the job's
+    # in-progress key expires (the longest job timeout, the reconcile cron's 600 s, plus 10 s),
+    # so re-enqueueing that ID does nothing meanwhile. A second ID, one per lease period,
+    # wakes such a transaction now; the claim keeps any duplicate wake-up harmless.
+    period = int(now.timestamp() // max(deps.settings.lease_s, 1))
     for correlation_id in stale:
         # Deterministic job IDs make this harmless when a wake-up is already queued.
-        if await enqueue_wakeup(deps.redis, correlation_id):
+        if await enqueue_wakeup(deps.redis, correlation_id) or await enqueue_wakeup(
+            deps.redis, correlation_id, due=f"sweep{period}"
+        ):
             queued += 1
     telemetry.STALE_FOUND.inc(len(stale))
     telemetry.QUEUE_DEPTH.set(await deps.redis.zcard(QUEUE_NAME))

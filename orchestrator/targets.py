@@ -5,10 +5,13 @@ tests use in-repo fakes. Every method is idempotent by the external ID it is giv
 repeating one after an ambiguous outcome cannot create a second record.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
 from orchestrator.client.canonical import Payment, Subscription
+from orchestrator.client.usage import UsageSummary
+from orchestrator.connectors.hubspot import CrmObject
 from orchestrator.connectors.ports import CallContext, ErpConnector, TargetRecord
 
 
@@ -29,6 +32,14 @@ class ErpLedger(ErpConnector, Protocol):
 
     async def apply_payment(self, *, payment: Payment, ctx: CallContext) -> TargetRecord: ...
 
+    async def post_usage_summary(self, summary: UsageSummary, *, ctx: CallContext) -> TargetRecord:
+        """One period's usage as one ERP document, named by summary.external_id."""
+        ...
+
+    async def find_usage_summary(
+        self, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None: ...
+
 
 class Crm(Protocol):
     async def upsert_account(self, *, customer_id: str, ctx: CallContext) -> TargetRecord: ...
@@ -44,6 +55,52 @@ class Crm(Protocol):
     ) -> TargetRecord:
         """A task for a person: flag an account, mark an invoice paid, schedule a dunning."""
         ...
+
+    async def read(
+        self,
+        object_type: str,
+        object_id: str,
+        *,
+        associations: Sequence[str] = (),
+        ctx: CallContext,
+    ) -> CrmObject | None:
+        """A record by the CRM's own ID, with its associations; None if it does not exist."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Billing(Protocol):
+    """Billing writes: quote-to-cash creates customers and subscriptions; renewal risk flags one.
+
+    Creates carry an idempotency key and put the external ID in metadata, so the find_* calls
+    settle an ambiguous outcome.
+    """
+
+    async def ensure_customer(
+        self, *, external_id: str, name: str, email: str | None, ctx: CallContext
+    ) -> TargetRecord: ...
+
+    async def create_subscription(
+        self,
+        *,
+        external_id: str,
+        customer_external_id: str,
+        plans: Sequence[tuple[str, int]],
+        metadata: dict[str, str],
+        days_until_due: int | None,
+        ctx: CallContext,
+    ) -> TargetRecord:
+        """`plans` as (price lookup key, quantity)."""
+        ...
+
+    async def find_subscription(
+        self, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None: ...
+
+    async def flag_subscription(
+        self, *, subscription_id: str, metadata: dict[str, str], ctx: CallContext
+    ) -> TargetRecord: ...
 
     async def aclose(self) -> None: ...
 

@@ -1,11 +1,13 @@
-"""The workflow ports over the vendor-shaped HTTP connectors (NetSuite, HubSpot, ops systems)."""
+"""The workflow ports over the vendor-shaped HTTP connectors (Stripe, NetSuite, HubSpot, ops)."""
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from orchestrator.client.canonical import Invoice, Payment, Subscription
-from orchestrator.connectors.errors import Conflict
-from orchestrator.connectors.hubspot import HubSpotCrm
+from orchestrator.client.usage import UsageSummary
+from orchestrator.connectors.errors import Conflict, Terminal
+from orchestrator.connectors.hubspot import CrmObject, HubSpotCrm
 from orchestrator.connectors.netsuite import NetSuiteErp
 from orchestrator.connectors.ops import TenantProvisioning, ZendeskSupport
 from orchestrator.connectors.ports import (
@@ -20,6 +22,9 @@ from orchestrator.connectors.ports import (
     TenantRecord,
     TicketRecord,
 )
+from orchestrator.connectors.stripe_billing import StripeBilling
+from orchestrator.mappings import Mappings, code_contract, code_invoice
+from orchestrator.usage import journal_entry
 
 
 def _months(subscription: Subscription) -> tuple[tuple[str, int], ...]:
@@ -37,13 +42,40 @@ def _months(subscription: Subscription) -> tuple[tuple[str, int], ...]:
 
 
 class NetSuiteLedger:
-    """ErpLedger over NetSuiteErp: customers upserted, contracts and payments created once."""
+    """ErpLedger over NetSuiteErp: customers upserted, contracts and payments created once.
 
-    def __init__(self, erp: NetSuiteErp) -> None:
+    Invoices and contracts are coded by the mappings (entity, currency, items, revenue
+    accounts, tax code); a code the mappings lack stops the step with MappingMissing.
+    """
+
+    def __init__(
+        self,
+        erp: NetSuiteErp,
+        *,
+        mappings: Mappings,
+        usage_accounts: tuple[str, str] = ("1210", "4100"),
+    ) -> None:
         self._erp = erp
+        self._mappings = mappings
+        # (unbilled receivable, usage revenue): the accounts a usage summary is accrued to.
+        self._usage_accounts = usage_accounts
+
+    async def post_usage_summary(self, summary: UsageSummary, *, ctx: CallContext) -> TargetRecord:
+        receivable, revenue = self._usage_accounts
+        entry = journal_entry(summary, receivable_account=receivable, revenue_account=revenue)
+        try:
+            return await self._erp.post_journal_entry(entry, ctx=ctx)
+        except Conflict:
+            return await self._existing("journalentry", entry.external_id, ctx)
+
+    async def find_usage_summary(
+        self, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None:
+        return await self._erp.find_record("journalentry", external_id, ctx=ctx)
 
     async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
-        return await self._erp.post_invoice(invoice, ctx=ctx)
+        coding = code_invoice(self._mappings, invoice)
+        return await self._erp.post_invoice(invoice, ctx=ctx, coding=coding)
 
     async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         return await self._erp.find_invoice(external_id, ctx=ctx)
@@ -72,8 +104,14 @@ class NetSuiteLedger:
         )
 
     async def end_contract(self, *, subscription: Subscription, ctx: CallContext) -> TargetRecord:
+        # NetSuite refuses a revenue plan without lines: the end is one zero line in the month
+        # the subscription ended, so no further revenue is planned.
+        end = subscription.ended_at or datetime.now(UTC)
         return await self._plan(
-            subscription, f"contract:{subscription.subscription_id}:ended", (), ctx
+            subscription,
+            f"contract:{subscription.subscription_id}:ended",
+            ((f"{end.year:04d}-{end.month:02d}", 0),),
+            ctx,
         )
 
     async def apply_payment(self, *, payment: Payment, ctx: CallContext) -> TargetRecord:
@@ -105,8 +143,9 @@ class NetSuiteLedger:
             amount_minor=sum(amount for _, amount in periods),
             periods=periods,
         )
+        coding = code_contract(self._mappings, subscription)
         try:
-            return await self._erp.post_revenue_schedule(schedule, ctx=ctx)
+            return await self._erp.post_revenue_schedule(schedule, ctx=ctx, coding=coding)
         except Conflict:
             return await self._existing("revenueplan", external_id, ctx)
 
@@ -163,8 +202,82 @@ class HubSpotAccounts:
                 raise
             return found
 
+    async def read(
+        self,
+        object_type: str,
+        object_id: str,
+        *,
+        associations: Sequence[str] = (),
+        ctx: CallContext,
+    ) -> CrmObject | None:
+        return await self._crm.read(object_type, object_id, associations=associations, ctx=ctx)
+
     async def aclose(self) -> None:
         await self._crm.aclose()
+
+
+class StripeSubscriptions:
+    """Billing over StripeBilling: customers and subscriptions by external ID, metadata flags."""
+
+    def __init__(self, billing: StripeBilling) -> None:
+        self._billing = billing
+
+    async def ensure_customer(
+        self, *, external_id: str, name: str, email: str | None, ctx: CallContext
+    ) -> TargetRecord:
+        found = await self._billing.find_customer(external_id, ctx=ctx)
+        if found is not None:
+            return found
+        record = CustomerRecord(external_id=external_id, name=name, email=email)
+        try:
+            return await self._billing.create_customer(record, ctx=ctx)
+        except Conflict:
+            again = await self._billing.find_customer(external_id, ctx=ctx)
+            if again is None:
+                raise
+            return again
+
+    async def create_subscription(
+        self,
+        *,
+        external_id: str,
+        customer_external_id: str,
+        plans: Sequence[tuple[str, int]],
+        metadata: dict[str, str],
+        days_until_due: int | None,
+        ctx: CallContext,
+    ) -> TargetRecord:
+        customer = await self._billing.find_customer(customer_external_id, ctx=ctx)
+        if customer is None:
+            raise Terminal(f"billing has no customer with external ID {customer_external_id}")
+        items = []
+        for lookup_key, quantity in plans:
+            price = await self._billing.find_price(lookup_key, ctx=ctx)
+            if price is None:
+                raise Terminal(
+                    f"billing has no active price with lookup_key {lookup_key!r}",
+                    classification="mapping_missing",
+                )
+            items.append((price, quantity))
+        return await self._billing.create_subscription(
+            external_id=external_id,
+            customer_id=customer.record_id,
+            items=items,
+            metadata=metadata,
+            days_until_due=days_until_due,
+            ctx=ctx,
+        )
+
+    async def find_subscription(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        return await self._billing.find_subscription(external_id, ctx=ctx)
+
+    async def flag_subscription(
+        self, *, subscription_id: str, metadata: dict[str, str], ctx: CallContext
+    ) -> TargetRecord:
+        return await self._billing.update_subscription_metadata(subscription_id, metadata, ctx=ctx)
+
+    async def aclose(self) -> None:
+        await self._billing.aclose()
 
 
 class OpsTenants:

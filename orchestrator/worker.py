@@ -22,10 +22,18 @@ from orchestrator.client.queue import (
 from orchestrator.connectors.hubspot import HubSpotCrm
 from orchestrator.connectors.netsuite import NetSuiteErp
 from orchestrator.connectors.ops import TenantProvisioning, ZendeskSupport
+from orchestrator.connectors.stripe_billing import StripeBilling
 from orchestrator.deps import WorkerDeps, get_deps
+from orchestrator.mappings import Mappings, MappingsError, load_mappings
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings, split_list
-from orchestrator.targets_http import HubSpotAccounts, NetSuiteLedger, OpsTenants, OpsTickets
+from orchestrator.targets_http import (
+    HubSpotAccounts,
+    NetSuiteLedger,
+    OpsTenants,
+    OpsTickets,
+    StripeSubscriptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +57,15 @@ def _tag_arq_job_lines() -> None:
         arq_log.addFilter(_JobCorrelation())
 
 
-def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
-    """An arq Worker for these settings; tests pass burst=True, the CLI runs it until signalled."""
+def build_worker(
+    settings: OrchestratorSettings, *, mappings: Mappings | None = None, **overrides: Any
+) -> Worker:
+    """An arq Worker for these settings; tests pass burst=True, the CLI runs it until signalled.
+
+    Raises MappingsError at once when the mapping file cannot be used: no worker runs on it.
+    """
     _tag_arq_job_lines()
+    mapped = mappings or load_mappings(settings.mappings_file or None)
 
     async def startup(ctx: dict[str, Any]) -> None:
         engine = make_engine(settings.database_url, echo=settings.database_echo)
@@ -62,8 +76,20 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
             settings=settings,
             sessionmaker=make_sessionmaker(engine),
             redis=ctx["redis"],
-            erp=NetSuiteLedger(NetSuiteErp(settings.erp_url, timeout_s=timeout, allow=allow)),
+            erp=NetSuiteLedger(
+                NetSuiteErp(settings.erp_url, timeout_s=timeout, allow=allow),
+                mappings=mapped,
+                usage_accounts=(settings.usage_receivable_account, settings.usage_revenue_account),
+            ),
             crm=HubSpotAccounts(HubSpotCrm(settings.crm_url, timeout_s=timeout, allow=allow)),
+            billing=StripeSubscriptions(
+                StripeBilling(
+                    settings.billing_url,
+                    api_key=settings.billing_api_key,
+                    timeout_s=timeout,
+                    allow=allow,
+                )
+            ),
             provisioning=OpsTenants(
                 TenantProvisioning(settings.provisioning_url, timeout_s=timeout, allow=allow)
             ),
@@ -71,6 +97,7 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
                 ZendeskSupport(settings.support_url, timeout_s=timeout, allow=allow)
             ),
             limiter=TokenBucket(ctx["redis"], limits=settings.rate_limits),
+            mappings=mapped,
         )
         # Catch up at once on whatever was left while no worker ran.
         await sweeper.sweep_once(ctx["deps"], min_age_s=0)
@@ -78,7 +105,7 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "deps" in ctx:
             deps = get_deps(ctx)
-            for target in (deps.erp, deps.crm, deps.provisioning, deps.support):
+            for target in (deps.erp, deps.crm, deps.billing, deps.provisioning, deps.support):
                 await target.aclose()
         if "engine" in ctx:
             await ctx["engine"].dispose()
@@ -94,6 +121,18 @@ def build_worker(settings: OrchestratorSettings, **overrides: Any) -> Worker:
             unique=True,
         ),
     ]
+    if settings.usage_every_min:
+        crons.append(
+            cron(
+                jobs.summarise_usage,
+                name=jobs.SUMMARISE_USAGE,
+                second={45},
+                minute=set(range(0, 60, settings.usage_every_min)),
+                keep_result=0,
+                unique=True,
+                timeout=600,
+            )
+        )
     if settings.reconcile_every_min:
         crons.append(
             cron(
@@ -139,10 +178,15 @@ def run_supervised(settings: OrchestratorSettings, *, max_backoff_s: float = 30.
     Nothing is lost meanwhile: the transactions live in the database, and the start-up sweep
     of the rebuilt worker re-queues whatever a restarted or flushed Redis forgot.
     """
+    try:
+        mappings = load_mappings(settings.mappings_file or None)
+    except MappingsError as exc:
+        raise SystemExit(f"concord worker: not starting: {exc}") from exc
+    log.info("mappings v%s loaded", mappings.version)
     stopped: list[int] = []
     backoff = 1.0
     while True:
-        worker = build_worker(settings)
+        worker = build_worker(settings, mappings=mappings)
         worker.on_stop = stopped.append
         started = time.monotonic()
         try:

@@ -52,6 +52,9 @@ class WorkflowSpec:
     sla_s: float
     # Workflows that must have posted on the same ordering key before this one may run.
     requires: tuple[Workflow, ...] = ()
+    # Workflows whose input replaces this one's (a whole subscription's state): once one of
+    # them has posted a later event on the same key, this event arriving late is superseded.
+    superseded_by: tuple[Workflow, ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

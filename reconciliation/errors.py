@@ -37,5 +37,15 @@ class MismatchNotOpen(ReconciliationError):
         self.status = status
 
 
+class MismatchNotLinked(ReconciliationError):
+    """Nothing to replay: no Concord transaction is linked to the mismatch."""
+
+    def __init__(self, mismatch_id: int) -> None:
+        super().__init__(
+            f"mismatch {mismatch_id} is linked to no Concord transaction, so there is nothing to "
+            "replay; fix it in the system it is about, then resolve it"
+        )
+
+
 class SourceError(ReconciliationError):
     """A snapshot source could not read its system."""

@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage.errors import InvalidCursor
 from lineage.models import Mismatch, ReconciliationRun
-from reconciliation.errors import MismatchNotFound, MismatchNotOpen, RunInProgress, RunNotFound
+from reconciliation.errors import (
+    MismatchNotFound,
+    MismatchNotLinked,
+    MismatchNotOpen,
+    RunInProgress,
+    RunNotFound,
+)
 from reconciliation.states import MismatchStatus, RunState
 
 _CHUNK = 500
@@ -187,6 +193,26 @@ async def resolve(
     mismatch.resolution_note = note
     await session.flush()
     return mismatch
+
+
+async def open_for_replay(session: AsyncSession, mismatch_id: int) -> Mismatch:
+    """The open mismatch, locked, with the transactions a replay would start from."""
+    mismatch = await session.get(Mismatch, mismatch_id, with_for_update=True)
+    if mismatch is None:
+        raise MismatchNotFound(mismatch_id)
+    if mismatch.status != MismatchStatus.OPEN:
+        raise MismatchNotOpen(mismatch_id, mismatch.status)
+    if not mismatch.correlation_ids:
+        raise MismatchNotLinked(mismatch_id)
+    return mismatch
+
+
+def record_replay(
+    mismatch: Mismatch, *, by: str, runs: list[dict[str, Any]], now: datetime
+) -> None:
+    mismatch.last_replay_at = now
+    mismatch.last_replay_by = by
+    mismatch.last_replay_runs = runs
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,16 +27,22 @@ def options(settings: ReconciliationSettings) -> RunOptions:
 async def sources(
     sessionmaker: async_sessionmaker[AsyncSession], settings: ReconciliationSettings
 ) -> AsyncIterator[list[SnapshotSource]]:
-    """Concord's own lineage, plus the billing and ERP list endpoints when configured."""
+    """Concord's own lineage, plus the billing, ERP and CRM list endpoints when configured."""
     found: list[SnapshotSource] = [
         LineageSource(sessionmaker, invoice_workflows=settings.reconciliation_invoice_workflows)
     ]
     async with httpx.AsyncClient(timeout=settings.reconciliation_http_timeout_s) as client:
-        if settings.reconciliation_billing_url or settings.reconciliation_erp_url:
+        if (
+            settings.reconciliation_billing_url
+            or settings.reconciliation_erp_url
+            or settings.reconciliation_crm_url
+        ):
             found.append(
                 HttpSource(
                     billing_url=settings.reconciliation_billing_url,
                     erp_url=settings.reconciliation_erp_url,
+                    crm_url=settings.reconciliation_crm_url,
+                    crm_token=settings.reconciliation_crm_token,
                     client=client,
                 )
             )

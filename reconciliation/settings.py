@@ -16,6 +16,9 @@ class ReconciliationSettings(LineageSettings):
     # The sandbox (or real) systems' base URLs; unset means that system is not snapshotted.
     reconciliation_billing_url: str | None = None
     reconciliation_erp_url: str | None = None
+    # HubSpot's CRM v3 base URL, and the private app token sent as a bearer token.
+    reconciliation_crm_url: str | None = None
+    reconciliation_crm_token: str | None = None
     reconciliation_http_timeout_s: float = Field(default=30.0, gt=0)
     # Workflows whose transactions post billing invoices to the ERP.
     reconciliation_invoice_workflows: tuple[str, ...] = ("invoice_generated",)

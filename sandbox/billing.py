@@ -36,6 +36,7 @@ LEDGER_TYPES = (
     "invoice",
     "invoiceitem",
     "charge",
+    "credit_note",
     "usage_record",
 )
 _QUERY_TERM = re.compile(r"""^\s*(metadata\['([^']+)'\]|[a-z_]+)\s*:\s*'([^']*)'\s*$""")
@@ -156,6 +157,9 @@ def _list(
         for r in rows
         if in_range(r["created"]) and all(v is None or r.get(k) == v for k, v in equal.items())
     ]
+    if kind == "price" and isinstance(params.get("lookup_keys"), list):
+        # Stripe's prices?lookup_keys[]=...: plans found by a key that outlives their price IDs.
+        rows = [r for r in rows if r.get("lookup_key") in params["lookup_keys"]]
     rows.reverse()
     if (after := params.get("starting_after")) is not None:
         ids = [r["id"] for r in rows]
@@ -173,6 +177,15 @@ async def create_customer(request: Request, state: StateDep) -> JSONResponse:
 
 @v1.get("/customers/search")
 async def search_customers(request: Request, state: StateDep) -> JSONResponse:
+    return await _search(request, state, "customer")
+
+
+@v1.get("/subscriptions/search")
+async def search_subscriptions(request: Request, state: StateDep) -> JSONResponse:
+    return await _search(request, state, "subscription")
+
+
+async def _search(request: Request, state: BillingState, kind: str) -> JSONResponse:
     """Stripe's search language, the subset `field:'v'` and `metadata['k']:'v'` joined by AND."""
     query = request.query_params.get("query", "")
     terms = []
@@ -184,7 +197,7 @@ async def search_customers(request: Request, state: StateDep) -> JSONResponse:
             )
         terms.append((match.group(2), match.group(1), match.group(3)))
     async with state.lock:
-        rows = [r.body for r in state.billing.store.select("customer", limit=10_000_000)]
+        rows = [r.body for r in state.billing.store.select(kind, limit=10_000_000)]
     found = [
         r for r in rows if all((r["metadata"].get(m) if m else r.get(f)) == v for m, f, v in terms)
     ]
@@ -194,7 +207,7 @@ async def search_customers(request: Request, state: StateDep) -> JSONResponse:
             "data": found,
             "has_more": False,
             "next_page": None,
-            "url": "/v1/customers/search",
+            "url": f"/v1/{kind}s/search",
         }
     )
 
@@ -214,6 +227,9 @@ def _lister(kind: str, *filters: str) -> Callable[[Request, StateDep], Any]:
     async def list_objects(request: Request, state: StateDep) -> JSONResponse:
         params = decode(str(request.url.query))
         equal = {f: params.get(f) for f in filters}
+        if equal.get("status") == "all":
+            # Stripe's subscriptions list takes status=all for every status, canceled too.
+            equal["status"] = None
         async with state.lock:
             try:
                 return JSONResponse(_list(state, kind, params, f"/v1/{kind}s", **equal))
@@ -230,6 +246,7 @@ for _kind, _filters in {
     "subscription": ("customer", "status"),
     "invoice": ("customer", "status", "subscription"),
     "charge": ("customer",),
+    "credit_note": ("customer", "invoice"),
     "event": ("type",),
 }.items():
     v1.add_api_route(
@@ -280,6 +297,11 @@ async def create_usage_record(item_id: str, request: Request, state: StateDep) -
 @v1.post("/invoices")
 async def create_invoice(request: Request, state: StateDep) -> JSONResponse:
     return await _mutate(request, state, lambda b, p: b.create_draft(p))
+
+
+@v1.post("/credit_notes")
+async def create_credit_note(request: Request, state: StateDep) -> JSONResponse:
+    return await _mutate(request, state, lambda b, p: b.issue_credit_note(p))
 
 
 _INVOICE_ACTIONS: dict[str, Callable[[Billing, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {

@@ -7,11 +7,11 @@ plus an offset that /_admin/clock advances), so a month of billing can pass in a
 from typing import Any
 
 from sandbox import billing_objects as obj
-from sandbox.billing_invoices import InvoiceLifecycle
+from sandbox.billing_credit_notes import CreditNotes
 from sandbox.billing_objects import InvalidRequest
 
 
-class Billing(InvoiceLifecycle):
+class Billing(CreditNotes):
     def create(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         builders = {"customer": obj.customer, "product": obj.product, "price": obj.price}
         body = builders[kind](params, self.now())
@@ -85,6 +85,8 @@ class Billing(InvoiceLifecycle):
 
     def update_subscription(self, sub_id: str, params: dict[str, Any]) -> dict[str, Any]:
         sub = self.load("subscription", sub_id)
+        if set(params) <= {"metadata"}:
+            return self._update_metadata(sub, params)
         if sub["status"] == "canceled":
             raise InvalidRequest("A canceled subscription can only update its metadata")
         previous: dict[str, Any] = {
@@ -145,6 +147,14 @@ class Billing(InvoiceLifecycle):
             self._announce_invoice(inv)
             # A failed proration payment made the stored copy past_due; keep that status.
             sub["status"] = self.load("subscription", sub_id)["status"]
+        self.save(sub)
+        self.emit("customer.subscription.updated", sub, previous)
+        return sub
+
+    def _update_metadata(self, sub: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        # Stripe merges metadata keys; previous_attributes names only what changed.
+        previous = {"metadata": dict(sub["metadata"])}
+        sub["metadata"] = {**sub["metadata"], **obj.metadata(params)}
         self.save(sub)
         self.emit("customer.subscription.updated", sub, previous)
         return sub

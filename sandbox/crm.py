@@ -1,5 +1,7 @@
-"""A HubSpot-CRM-v3-shaped simulator: companies, deals and tasks; upsert and lookup by a unique
-`external_id` property; search by property; deal webhooks signed with HubSpot's v3 scheme.
+"""A HubSpot-CRM-v3-shaped simulator: companies, deals, line items and tasks; upsert and lookup
+by a unique `external_id` property; search by property; associations given on create (deal to
+company and line item, parent and child companies) and read back with `?associations=`; deal
+webhooks signed with HubSpot's v3 scheme.
 
 Objects answer as HubSpot's do: {"id", "properties": {...}, "createdAt", "updatedAt",
 "archived"}, with every property value a string. Errors are {"status": "error", "message",
@@ -25,7 +27,18 @@ from sandbox.store import RecordStore, Stored, iso
 from sandbox.webhooks import RetryPolicy, WebhookSender
 
 SYSTEM = "crm"
-OBJECT_TYPES = frozenset({"companies", "deals", "tasks"})
+OBJECT_TYPES = frozenset({"companies", "deals", "line_items", "tasks"})
+# HubSpot-defined association type IDs: (from type, to type, label, the inverse type ID).
+ASSOCIATIONS = {
+    5: ("deals", "companies", "deal_to_company", 6),
+    6: ("companies", "deals", "company_to_deal", 5),
+    13: ("companies", "companies", "parent_to_child_company", 14),
+    14: ("companies", "companies", "child_to_parent_company", 13),
+    19: ("deals", "line_items", "deal_to_line_item", 20),
+    20: ("line_items", "deals", "line_item_to_deal", 19),
+    341: ("deals", "companies", "deal_to_company", 342),
+    342: ("companies", "deals", "company_to_deal", 341),
+}
 UNIQUE_PROPERTY = "external_id"
 # Deal properties whose changes are pushed as webhooks, and the values that trigger them.
 WATCHED = {"dealstage": frozenset({"closedwon"}), "renewal_risk": None}
@@ -81,8 +94,18 @@ class Invalid(ValueError):
         self.status = status
 
 
-def _object_json(row: Stored) -> dict[str, Any]:
-    return {
+def _object_json(row: Stored, associations: tuple[str, ...] = ()) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for to_type in associations:
+        results = [
+            {"id": a["id"], "type": ASSOCIATIONS[a["typeId"]][2]}
+            for a in row.meta.get("associations", [])
+            if ASSOCIATIONS[a["typeId"]][1] == to_type
+        ]
+        # HubSpot leaves out the types an object has no associations of.
+        if results:
+            found[to_type] = {"results": results}
+    body: dict[str, Any] = {
         "id": row.id,
         "properties": {
             **row.body,
@@ -94,6 +117,38 @@ def _object_json(row: Stored) -> dict[str, Any]:
         "updatedAt": iso(row.updated_at),
         "archived": False,
     }
+    if found:
+        body["associations"] = found
+    return body
+
+
+def _associations(store: RecordStore, object_type: str, body: Any) -> list[dict[str, Any]]:
+    """HubSpot's create-time `associations`: [{"to": {"id"}, "types": [{"associationTypeId"}]}]."""
+    raw = body.get("associations") if isinstance(body, dict) else None
+    links: list[dict[str, Any]] = []
+    for n, entry in enumerate(raw or []):
+        try:
+            to_id = str(entry["to"]["id"])
+            type_ids = [int(t["associationTypeId"]) for t in entry["types"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Invalid(400, f"associations[{n}] is not {{to: {{id}}, types: [...]}}") from exc
+        for type_id in type_ids:
+            spec = ASSOCIATIONS.get(type_id)
+            if spec is None or spec[0] != object_type:
+                raise Invalid(400, f"association type {type_id} does not start at {object_type}")
+            if store.get(spec[1], to_id) is None:
+                raise Invalid(404, f"associations[{n}]: {spec[1]} {to_id} does not exist")
+            links.append({"id": to_id, "typeId": type_id})
+    return links
+
+
+def _link_back(store: RecordStore, row: Stored, links: list[dict[str, Any]]) -> None:
+    for link in links:
+        to_type, inverse = ASSOCIATIONS[link["typeId"]][1], ASSOCIATIONS[link["typeId"]][3]
+        other = store.get(to_type, link["id"])
+        assert other is not None
+        back = [*other.meta.get("associations", []), {"id": row.id, "typeId": inverse}]
+        store.update(to_type, other.id, body=other.body, meta={**other.meta, "associations": back})
 
 
 def _properties(body: Any) -> dict[str, str]:
@@ -137,7 +192,11 @@ def _emit_changes(state: CrmState, object_type: str, row: Stored, before: dict[s
 
 
 def _write(
-    state: CrmState, object_type: str, props: dict[str, str], existing: Stored | None
+    state: CrmState,
+    object_type: str,
+    props: dict[str, str],
+    existing: Stored | None,
+    links: list[dict[str, Any]] | None = None,
 ) -> Stored:
     store = state.store
     if existing is None:
@@ -147,8 +206,10 @@ def _write(
             record_id,
             external_id=props.get(UNIQUE_PROPERTY) or None,
             body=props,
-            meta={},
+            meta={"associations": links} if links else {},
         )
+        # Associated before the webhook goes out, as HubSpot's create-with-associations is.
+        _link_back(store, row, links or [])
         _emit_changes(state, object_type, row, {})
         return row
     merged = {**existing.body, **props}
@@ -179,8 +240,10 @@ def _check_type(object_type: str) -> None:
 async def create_object(object_type: str, request: Request, state: StateDep) -> JSONResponse:
     try:
         _check_type(object_type)
-        props = _properties(await _body(request))
+        body = await _body(request)
+        props = _properties(body)
         async with state.lock:
+            links = _associations(state.store, object_type, body)
             eid = props.get(UNIQUE_PROPERTY)
             if eid:
                 state.store.count_create(object_type, eid)
@@ -188,7 +251,7 @@ async def create_object(object_type: str, request: Request, state: StateDep) -> 
                     raise Invalid(
                         409, f"A {object_type} with {UNIQUE_PROPERTY}={eid} already exists"
                     )
-            row = _write(state, object_type, props, None)
+            row = _write(state, object_type, props, None, links)
     except Invalid as exc:
         return _error(exc.status, str(exc))
     return JSONResponse(_object_json(row), status_code=201)
@@ -271,7 +334,11 @@ def _matches(props: dict[str, str], filters: list[dict[str, Any]]) -> bool:
 
 @objects.get("/{object_type}/{object_id}", response_model=None)
 async def get_object(
-    object_type: str, object_id: str, state: StateDep, id_property: IdProperty = None
+    object_type: str,
+    object_id: str,
+    state: StateDep,
+    id_property: IdProperty = None,
+    associations: str = "",
 ) -> JSONResponse:
     try:
         _check_type(object_type)
@@ -281,7 +348,8 @@ async def get_object(
         return _error(exc.status, str(exc))
     if row is None:
         return _error(404, f"resource not found: {object_type} {object_id}")
-    return JSONResponse(_object_json(row))
+    wanted = tuple(t.strip() for t in associations.split(",") if t.strip())
+    return JSONResponse(_object_json(row, wanted))
 
 
 @objects.patch("/{object_type}/{object_id}", response_model=None)

@@ -141,9 +141,15 @@ def parse_invoice(body: dict[str, Any], today: date) -> Parsed:
         if description is not None and not isinstance(description, str):
             raise UserError(f"item.items[{index}].description must be a string")
         where = f"item.items[{index}].amount"
-        lines.append(
-            {"amount": amount(line.get("amount"), currency, where), "description": description}
-        )
+        stored_line = {
+            "amount": amount(line.get("amount"), currency, where),
+            "description": description,
+        }
+        # How the line is booked, kept as given: item, revenue account and tax code references.
+        for ref in ("item", "account", "taxCode"):
+            if isinstance(line.get(ref), dict):
+                stored_line[ref] = line[ref]
+        lines.append(stored_line)
     stored: dict[str, Any] = {
         "externalId": _req(body, "externalId"),
         "entity": {"externalId": _ref(body, "entity", "externalId")},
@@ -153,6 +159,9 @@ def parse_invoice(body: dict[str, Any], today: date) -> Parsed:
         "status": OPEN,
         "item": {"items": lines},
     }
+    subsidiary = _ref(body, "subsidiary", "id", required=False)
+    if subsidiary is not None:
+        stored["subsidiary"] = {"id": subsidiary}
     return Parsed(stored["externalId"], tran_date.isoformat()[:7], stored)
 
 

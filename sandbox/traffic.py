@@ -1,6 +1,7 @@
 """Drive the billing sandbox through a B2B SaaS life: sign-ups on monthly and annual plans,
 upgrades and downgrades mid-cycle, usage overages, renewals (invoices), failed and recovered
-payments, cancellations, and renewal risks flagged on the CRM deal.
+payments, cancellations, renewal risks flagged on the CRM deal, and deals won in the CRM
+(quote-to-cash; most complete, a few missing a property Concord needs).
 
 plan_traffic() is pure: a seed fixes the exact sequence of actions, which name customers by
 their sign-up number rather than by the IDs billing hands out. run_traffic() plays a plan
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from sandbox.stripe_form import encode
+from sandbox.usage_meter import UsageMeter
 
 DAY = 86400
 # name -> (unit amount in cents, interval); amounts as a small SaaS would price them.
@@ -44,7 +46,17 @@ WEIGHTS = {
     "card_fixed": 6,
     "cancel": 6,
     "renewal_risk": 3,
+    "deal_won": 4,
 }
+# CRM product IDs (HubSpot hs_product_id) of the plans, as orchestrator/mappings.toml maps them.
+CRM_PRODUCTS = {
+    "starter_monthly": "9001",
+    "pro_monthly": "9002",
+    "pro_annual": "9003",
+    "enterprise_annual": "9004",
+}
+# What a won deal may lack; most lack nothing.
+DEAL_FLAWS = ("tax_region", "payment_terms", "hs_product_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +65,30 @@ class Action:
     customer: int = -1
     plan: str = ""
     quantity: int = 0
+    # For deal_won: the property left out ("" for a complete deal), and whether the company
+    # has a parent that sets its tax region and payment terms.
+    flaw: str = ""
+    parent: bool = False
 
 
 def plan_traffic(*, count: int, seed: int) -> list[Action]:
     """A deterministic sequence of `count` actions for the seed."""
     rng = random.Random(seed)
     plans: dict[int, str] = {}
+    # sorted(plans), kept as plans change: rebuilding it per action made a long plan quadratic.
+    live: list[int] = []
     failing: set[int] = set()
     signups = 0
     actions: list[Action] = []
     kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
     while len(actions) < count:
         kind = "signup" if not plans else rng.choices(kinds, weights)[0]
-        live = sorted(plans)
         who = rng.choice(live) if live else -1
         if kind == "signup":
             name = rng.choices(list(PLANS), [40, 35, 18, 7])[0]
             # Customers are numbered by sign-up, so a plan never depends on billing's IDs.
             plans[signups] = name
+            live.append(signups)
             actions.append(Action("signup", signups, name, rng.randint(1, 25)))
             signups += 1
         elif kind == "advance":
@@ -91,8 +109,21 @@ def plan_traffic(*, count: int, seed: int) -> list[Action]:
             actions.append(Action("card_fixed", fixed))
         elif kind == "renewal_risk":
             actions.append(Action("renewal_risk", who, plans[who]))
+        elif kind == "deal_won":
+            flaw = rng.choice(DEAL_FLAWS) if rng.random() < 0.2 else ""
+            name = rng.choice(list(CRM_PRODUCTS))
+            actions.append(
+                Action(
+                    "deal_won",
+                    plan=name,
+                    quantity=rng.randint(1, 20),
+                    flaw=flaw,
+                    parent=rng.random() < 0.3,
+                )
+            )
         elif kind == "cancel" and len(plans) > 3:
             del plans[who]
+            live.remove(who)
             failing.discard(who)
             actions.append(Action("cancel", who))
     return actions
@@ -155,8 +186,12 @@ class _World:
 
 def _catalogue(api: _Billing, world: _World) -> None:
     for name, (amount, interval) in PLANS.items():
+        # Fixed product IDs and price lookup keys: what the mapping file names.
         product = api.call(
-            "POST", "/v1/products", f"product:{name}", {"name": name.replace("_", " ").title()}
+            "POST",
+            "/v1/products",
+            f"product:{name}",
+            {"id": f"prod_{name}", "name": name.replace("_", " ").title()},
         )
         if product is None:
             raise RuntimeError(f"billing refused to create product {name}")
@@ -169,13 +204,16 @@ def _catalogue(api: _Billing, world: _World) -> None:
                 "unit_amount": amount,
                 "currency": "usd",
                 "nickname": name,
+                "lookup_key": name,
                 "recurring": {"interval": interval},
             },
         )
         if price is None:
             raise RuntimeError(f"billing refused to create price {name}")
         world.prices[name] = price["id"]
-    product = api.call("POST", "/v1/products", "product:overage", {"name": "API calls"})
+    product = api.call(
+        "POST", "/v1/products", "product:overage", {"id": "prod_api_calls", "name": "API calls"}
+    )
     overage = api.call(
         "POST",
         "/v1/prices",
@@ -245,6 +283,8 @@ def _play(api: _Billing, world: _World, n: int, action: Action, run: str) -> Non
     key = f"{n}:{action.kind}"
     if action.kind == "signup":
         _signup(api, world, key, action, run)
+    elif action.kind == "deal_won":
+        _deal_won(api, n, action, run)
     elif action.kind == "advance":
         api.report.requests += 1
         api.client.post("/_admin/clock", json={"advance_s": action.quantity * DAY})
@@ -262,6 +302,60 @@ def _play(api: _Billing, world: _World, n: int, action: Action, run: str) -> Non
         world.subs.pop(action.customer, None)
     elif action.kind == "renewal_risk":
         _renewal_risk(api, sub)
+
+
+def _crm_create(api: _Billing, object_type: str, body: dict[str, Any]) -> str | None:
+    crm = str(api.client.base_url).rstrip("/").removesuffix("/billing") + "/crm"
+    api.report.requests += 1
+    try:
+        response = api.client.post(f"{crm}/crm/v3/objects/{object_type}", json=body)
+    except httpx.TransportError as exc:
+        api.report.errors[type(exc).__name__] += 1
+        return None
+    if response.status_code >= 300:
+        api.report.errors[str(response.status_code)] += 1
+        return None
+    return str(response.json()["id"])
+
+
+def _link(to_id: str, type_id: int) -> dict[str, Any]:
+    return {
+        "to": {"id": to_id},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
+    }
+
+
+def _deal_won(api: _Billing, n: int, action: Action, run: str) -> None:
+    """Sales wins a deal in the CRM: company (perhaps under a parent), line item, deal."""
+    terms = {"tax_region": "US", "payment_terms": "net_30"}
+    terms = {k: v for k, v in terms.items() if k != action.flaw}
+    company: dict[str, Any] = {"properties": {"name": f"Prospect {run}-{n}", **terms}}
+    if action.parent:
+        # The group's parent company holds the terms; the billed child inherits them.
+        parent = _crm_create(api, "companies", {"properties": {"name": f"Group {n}", **terms}})
+        if parent is None:
+            return
+        company = {
+            "properties": {"name": f"Prospect {run}-{n}"},
+            "associations": [_link(parent, 14)],
+        }
+    company_id = _crm_create(api, "companies", company)
+    item_props = {"name": action.plan, "quantity": str(action.quantity)}
+    if action.flaw != "hs_product_id":
+        item_props["hs_product_id"] = CRM_PRODUCTS[action.plan]
+    line_id = _crm_create(api, "line_items", {"properties": item_props})
+    if company_id is None or line_id is None:
+        return
+    deal = {
+        "properties": {
+            "dealname": f"{action.plan} for Prospect {n}",
+            "dealstage": "closedwon",
+            "deal_currency_code": "USD",
+            "external_id": f"deal-{run}-{n}",
+        },
+        "associations": [_link(company_id, 5), _link(line_id, 19)],
+    }
+    _crm_create(api, "deals", deal)
 
 
 def _renewal_risk(api: _Billing, sub: dict[str, Any]) -> None:
@@ -295,6 +389,8 @@ def run_traffic(
     timeout_s: float = 10.0,
     run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    usage_api_url: str | None = None,
+    usage_api_key: str | None = None,
 ) -> TrafficReport:
     """Play int(rate * duration) actions against billing at `rate` actions per second.
 
@@ -311,12 +407,31 @@ def run_traffic(
         run = run_id or f"t{seed}-{secrets.token_hex(3)}"
         api = _Billing(client, report, run, sleep)
         _catalogue(api, world)
+        # With Concord's API and an ingest key, usage is also metered to it as CloudEvents.
+        meter = (
+            UsageMeter(
+                client,
+                api_url=usage_api_url,
+                api_key=usage_api_key,
+                run=run,
+                unit_amount_minor=OVERAGE_CENTS,
+                seed=seed,
+            )
+            if usage_api_url and usage_api_key
+            else None
+        )
         started = time.monotonic()
         for n, action in enumerate(plan_traffic(count=int(rate * duration), seed=seed)):
             _play(api, world, n, action, run)
+            if meter is not None:
+                used = world.subs.get(action.customer) if action.kind == "usage" else None
+                meter.observe(list(world.subs.values()), used, action.quantity)
             report.actions[action.kind] += 1
             # Pace against the start, so slow calls do not stretch the whole run.
             delay = started + (n + 1) * interval - time.monotonic()
             if delay > 0:
                 sleep(delay)
+    if meter is not None:
+        for what, count in meter.report.items():
+            (report.actions if what == "usage_events" else report.errors)[what] += count
     return report

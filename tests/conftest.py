@@ -197,6 +197,7 @@ def worker_settings(database_url: str, redis_url: str, sandbox_url: str) -> Orch
     return OrchestratorSettings(
         database_url=database_url,
         redis_url=redis_url,
+        billing_url=f"{sandbox_url}/billing",
         erp_url=f"{sandbox_url}/erp",
         crm_url=f"{sandbox_url}/crm",
         provisioning_url=f"{sandbox_url}/provisioning",

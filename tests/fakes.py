@@ -4,6 +4,7 @@ Each keeps what it holds by external ID, so a repeated call is visible as a repe
 """
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,9 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.enums import System
 from orchestrator.client.canonical import Invoice, Payment, Subscription
+from orchestrator.client.usage import UsageSummary
 from orchestrator.connectors.errors import ConnectorError, Terminal
+from orchestrator.connectors.hubspot import CrmObject
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
+from orchestrator.mappings import Mappings, load_mappings
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
 
@@ -106,13 +110,44 @@ class ScriptedErp(FakeSystem):
             "apply_payment", "payment", payment.invoice_id, ctx, amount=payment.amount_minor
         )
 
+    async def post_usage_summary(self, summary: UsageSummary, *, ctx: CallContext) -> TargetRecord:
+        return self._do(
+            "post_usage_summary",
+            "journalentry",
+            summary.external_id,
+            ctx,
+            amount=summary.amount_minor,
+            quantities={line.metric: line.quantity for line in summary.lines},
+        )
+
+    async def find_usage_summary(
+        self, external_id: str, *, ctx: CallContext
+    ) -> TargetRecord | None:
+        self.lookups += 1
+        record = self.records.get(("journalentry", external_id))
+        return self._record(("journalentry", external_id), record) if record else None
+
     async def aclose(self) -> None:
         return None
 
 
 class FakeCrm(FakeSystem):
+    """Besides what Concord writes, `objects` holds what people entered: deals, companies, ..."""
+
     def __init__(self) -> None:
         super().__init__(System.CRM)
+        self.objects: dict[tuple[str, str], CrmObject] = {}
+
+    async def read(
+        self,
+        object_type: str,
+        object_id: str,
+        *,
+        associations: Sequence[str] = (),
+        ctx: CallContext,
+    ) -> CrmObject | None:
+        self.calls.append(("read", ctx))
+        return self.objects.get((object_type, object_id))
 
     async def upsert_account(self, *, customer_id: str, ctx: CallContext) -> TargetRecord:
         return self._do("upsert_account", "company", customer_id, ctx)
@@ -130,6 +165,49 @@ class FakeCrm(FakeSystem):
         return self._do(
             "create_task", "task", external_id, ctx, subject=subject, body=body, due=due
         )
+
+
+class FakeBilling(FakeSystem):
+    def __init__(self) -> None:
+        super().__init__(System.BILLING)
+
+    async def ensure_customer(
+        self, *, external_id: str, name: str, email: str | None, ctx: CallContext
+    ) -> TargetRecord:
+        return self._do("ensure_customer", "customer", external_id, ctx, name=name)
+
+    async def create_subscription(
+        self,
+        *,
+        external_id: str,
+        customer_external_id: str,
+        plans: Sequence[tuple[str, int]],
+        metadata: dict[str, str],
+        days_until_due: int | None,
+        ctx: CallContext,
+    ) -> TargetRecord:
+        if ("customer", customer_external_id) not in self.records:
+            raise Terminal(f"billing has no customer with external ID {customer_external_id}")
+        return self._do(
+            "create_subscription",
+            "subscription",
+            external_id,
+            ctx,
+            customer=customer_external_id,
+            plans=list(plans),
+            metadata=metadata,
+            days_until_due=days_until_due,
+        )
+
+    async def find_subscription(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        self.lookups += 1
+        record = self.records.get(("subscription", external_id))
+        return self._record(("subscription", external_id), record) if record else None
+
+    async def flag_subscription(
+        self, *, subscription_id: str, metadata: dict[str, str], ctx: CallContext
+    ) -> TargetRecord:
+        return self._do("flag_subscription", "subscription", subscription_id, ctx, **metadata)
 
 
 class FakeProvisioning(FakeSystem):
@@ -156,6 +234,7 @@ class FakeSupport(FakeSystem):
 class Fakes:
     erp: ScriptedErp = field(default_factory=ScriptedErp)
     crm: FakeCrm = field(default_factory=FakeCrm)
+    billing: FakeBilling = field(default_factory=FakeBilling)
     provisioning: FakeProvisioning = field(default_factory=FakeProvisioning)
     support: FakeSupport = field(default_factory=FakeSupport)
 
@@ -165,6 +244,7 @@ def fake_deps(
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: ArqRedis,
     fakes: Fakes,
+    mappings: Mappings | None = None,
 ) -> WorkerDeps:
 
     return WorkerDeps(
@@ -173,7 +253,9 @@ def fake_deps(
         redis=redis,
         erp=fakes.erp,
         crm=fakes.crm,
+        billing=fakes.billing,
         provisioning=fakes.provisioning,
         support=fakes.support,
         limiter=TokenBucket(redis, limits={}),
+        mappings=mappings or load_mappings(),
     )

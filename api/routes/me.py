@@ -15,11 +15,12 @@ _ANY_KEY = require(*Role)
 
 
 class MeRead(BaseModel):
+    # The audit actor: the key's name, or `oidc:<email or subject>` for a single sign-on user.
     name: str
     role: Role
 
 
 @router.get("")
 async def whoami(principal: Annotated[Principal, Depends(_ANY_KEY)]) -> MeRead:
-    """The name and role of the API key that signs this request."""
+    """The name and role of the API key, or the single sign-on user, that signs this request."""
     return MeRead(name=principal.name, role=principal.role)

@@ -10,20 +10,24 @@ import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 
 from api import audit_trail
-from api.deps import SessionDep, ViewerDep, mutation
+from api.deps import SessionDep, StateDep, ViewerDep, mutation
 from api.errors import GUARDED, ApiError, error_responses
+from api.mismatch_replay import replay_mismatch
+from api.schemas_actions import ReplayRead
 from lineage.apikeys import Principal
 from lineage.clock import utc_now
 from lineage.enums import Role
 from lineage.models import Mismatch, ReconciliationRun
+from orchestrator.client.queue import try_enqueue_wakeup
 from reconciliation import repository
 from reconciliation.errors import (
     MismatchNotFound,
+    MismatchNotLinked,
     MismatchNotOpen,
     RunFailed,
     RunInProgress,
@@ -76,6 +80,11 @@ class RefRead(BaseModel):
     external_id: str
 
 
+class ReplayRunRef(BaseModel):
+    correlation_id: str
+    run_number: int
+
+
 class MismatchRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -107,6 +116,10 @@ class MismatchRead(BaseModel):
     resolved_by: str | None
     resolution_note: str | None
     resolved_run_id: int | None
+    # The last replay started from this mismatch, and the runs it opened.
+    last_replay_at: datetime | None = None
+    last_replay_by: str | None = None
+    last_replay_runs: list[ReplayRunRef] | None = None
 
 
 class AmountTotal(BaseModel):
@@ -127,6 +140,17 @@ class ResolveCreate(BaseModel):
     note: Note
 
 
+class MismatchReplayCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Shorter than a replay's own reason: each replay's reason names the mismatch too.
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=900)]
+
+
+class MismatchReplayRead(BaseModel):
+    mismatch: MismatchRead
+    replays: list[ReplayRead]
+
+
 def get_settings(request: Request) -> ReconciliationSettings:
     settings = getattr(request.app.state, "reconciliation_settings", None)
     if not isinstance(settings, ReconciliationSettings):
@@ -138,6 +162,8 @@ def get_settings(request: Request) -> ReconciliationSettings:
 SettingsDep = Annotated[ReconciliationSettings, Depends(get_settings)]
 FinanceRun = Annotated[Principal, Depends(mutation(Role.FINANCE, action="reconciliation.run"))]
 FinanceResolve = Annotated[Principal, Depends(mutation(Role.FINANCE, action="mismatch.resolve"))]
+# Replay is an operations control (DESIGN.md's roles): finance resolves, ops replays.
+OpsReplay = Annotated[Principal, Depends(mutation(Role.OPS, action="mismatch.replay"))]
 
 
 @router.post(
@@ -202,7 +228,8 @@ async def get_run(run_id: int, session: SessionDep, _principal: ViewerDep) -> Ru
         raise ApiError(404, "not_found", str(exc)) from exc
 
 
-_CSV_COLUMNS = [f for f in MismatchRead.model_fields if f not in {"refs", "correlation_ids"}]
+_LISTS = {"refs", "correlation_ids", "last_replay_runs"}
+_CSV_COLUMNS = [f for f in MismatchRead.model_fields if f not in _LISTS]
 
 
 def _csv(rows: list[Mismatch]) -> Response:
@@ -310,3 +337,41 @@ async def resolve_mismatch(
         detail={"kind": mismatch.kind, "amount_at_risk_minor": mismatch.amount_at_risk_minor},
     )
     return MismatchRead.model_validate(mismatch)
+
+
+@router.post(
+    "/v1/mismatches/{mismatch_id}/replay",
+    status_code=202,
+    responses={
+        404: {"description": "No such mismatch."},
+        409: {
+            "description": "Not open, linked to no transaction, or a transaction is busy or "
+            "cannot be replayed."
+        },
+    },
+)
+async def replay_from_mismatch(
+    mismatch_id: int,
+    replay_in: MismatchReplayCreate,
+    session: SessionDep,
+    state: StateDep,
+    background: BackgroundTasks,
+    principal: OpsReplay,
+) -> MismatchReplayRead:
+    """Replay every transaction linked to an open mismatch, with the checks and audit of
+    `POST /v1/transactions/{id}/replay`; the next reconciliation run auto-resolves the mismatch
+    if the replay fixed it."""
+    try:
+        mismatch, replays = await replay_mismatch(
+            session, mismatch_id, reason=replay_in.reason, principal=principal
+        )
+    except MismatchNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    except MismatchNotOpen as exc:
+        raise ApiError(409, "mismatch_not_open", str(exc), details={"status": exc.status}) from exc
+    except MismatchNotLinked as exc:
+        raise ApiError(409, "mismatch_not_linked", str(exc)) from exc
+    for replay in replays:
+        # After the commit (the session dependency commits before the response is sent).
+        background.add_task(try_enqueue_wakeup, state["arq"], replay.correlation_id)
+    return MismatchReplayRead(mismatch=MismatchRead.model_validate(mismatch), replays=replays)

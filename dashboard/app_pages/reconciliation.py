@@ -126,6 +126,8 @@ def _drill(c: Ctx, m: dict[str, Any]) -> None:
         st.page_link(
             "app_pages/transactions.py", label=f"Lineage of {cid} →", query_params={"q": cid}
         )
+    if c.identity.can_operate and m.get("status", "open") == "open" and m.get("correlation_ids"):
+        _replay(c, m)
     if c.identity.can_reconcile and m.get("status", "open") == "open":
         with st.form("recon_resolve_form", border=False):
             note = st.text_area("Resolution note (required)", key="recon_resolve_note")
@@ -141,6 +143,43 @@ def _drill(c: Ctx, m: dict[str, Any]) -> None:
                 return
             data.clear_live()
             st.success("Resolved.")
+
+
+def _replay(c: Ctx, m: dict[str, Any]) -> None:
+    """Replay the transactions the mismatch links to; the next run shows whether that fixed it."""
+    if m.get("last_replay_at"):
+        runs = ", ".join(
+            f"{r.get('correlation_id')} run {r.get('run_number')}"
+            for r in m.get("last_replay_runs") or []
+        )
+        st.caption(
+            f"Last replayed {when(m.get('last_replay_at'))} by {m.get('last_replay_by')}: {runs}"
+        )
+    reason = st.text_input("Replay reason (required, kept in the audit log)", key="recon_replay_reason",
+                           placeholder="e.g. the ERP lost the posting; post it again")  # fmt: skip
+    if st.button("Replay linked transactions", key="recon_replay_go", icon=":material/replay:",
+                 disabled=not reason.strip()):  # fmt: skip
+        try:
+            result = c.client.mismatch_replay(str(m["id"]), reason=reason.strip())
+        except ApiError as exc:
+            show_error(exc, doing="replay from the mismatch")
+            return
+        data.clear_live()
+        started = ", ".join(
+            f"{r.get('correlation_id')} (run {r.get('run_number')})"
+            for r in result.get("replays", [])
+        )
+        st.success(f"Replay started: {started}. The next reconciliation run shows if it fixed it.")
+
+
+def _picked(rows: list[dict[str, Any]], event: Any) -> dict[str, Any] | None:
+    """The row selected in the table, else the mismatch a link or test named by id."""
+    picked = event.selection.rows if event is not None else []
+    if picked:
+        row: dict[str, Any] = rows[picked[0]]
+        return row
+    wanted = st.session_state.get("recon_selected") or st.query_params.get("mismatch")
+    return next((r for r in rows if str(r.get("id")) == str(wanted)), None) if wanted else None
 
 
 def _csv(c: Ctx, flt: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
@@ -182,10 +221,10 @@ def _mismatches(c: Ctx) -> None:
                               selection_mode="single-row")  # fmt: skip
     st.download_button("Export CSV", _csv(c, flt, rows), file_name="mismatches.csv", mime="text/csv",
                        key="recon_export", icon=":material/download:")  # fmt: skip
-    picked = event.selection.rows if event is not None else []
-    if picked:
+    chosen = _picked(rows, event)
+    if chosen is not None:
         st.divider()
-        _drill(c, rows[picked[0]])
+        _drill(c, chosen)
 
 
 def render() -> None:
@@ -204,7 +243,8 @@ def render() -> None:
             else:
                 unavailable("Triggering a run", "POST /v1/reconciliation/runs")
         else:
-            st.caption("Triggering runs and resolving mismatches is for the finance role.")
+            st.caption("Triggering runs and resolving mismatches is for the finance role; "
+                       "replaying the transactions behind a mismatch is for ops.")  # fmt: skip
     _mismatches(c)
 
 

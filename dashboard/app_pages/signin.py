@@ -26,6 +26,28 @@ def _sign_in(token: str) -> None:
     st.session_state.pop("auth_error", None)
 
 
+def _single_sign_on() -> None:
+    # The user may be signed in to the provider and still refused by the API (no role, an
+    # expired token): then they may sign in again, or sign out to use another account.
+    if getattr(st.user, "is_logged_in", False):
+        who = st.user.get("email") or st.user.get("sub") or "an unnamed user"
+        st.caption(f"Single sign-on: signed in as {who}.")
+        left, right = st.columns(2)
+        left.button("Sign in again", key="signin_oidc", on_click=st.login, width="stretch",
+                    icon=":material/key:")  # fmt: skip
+        right.button("Sign out of single sign-on", key="signin_oidc_logout", on_click=_sso_logout,
+                     width="stretch", icon=":material/logout:")  # fmt: skip
+        return
+    st.button("Sign in with single sign-on", key="signin_oidc", on_click=st.login,
+              width="stretch", icon=":material/key:")  # fmt: skip
+
+
+def _sso_logout() -> None:
+    st.session_state.pop("auth_error", None)
+    st.session_state.pop("auth_refused", None)
+    st.logout()
+
+
 def render() -> None:
     _, middle, _ = st.columns([1, 1.4, 1])
     with middle:
@@ -55,9 +77,7 @@ def render() -> None:
                 st.error(f"Sign-in failed — {err}")
             if _oidc_configured():
                 st.divider()
-                # Untested here: needs an identity provider and an API that accepts its tokens.
-                st.button("Sign in with single sign-on", key="signin_oidc", on_click=st.login,
-                          width="stretch", icon=":material/key:")  # fmt: skip
+                _single_sign_on()
         st.caption(
             f"API: `{api_url()}` · ask an admin for a key: `concord keys create --role viewer --name you`"
         )

@@ -15,12 +15,14 @@ class Workflow(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     DEAL_CLOSED_WON = "deal_closed_won"
     RENEWAL_RISK = "renewal_risk"
+    USAGE_SUMMARY = "usage_summary"
 
 
 class CanonicalType(StrEnum):
     """CloudEvents `type` values accepted on POST /v1/events."""
 
     INVOICE_GENERATED = "com.concord.invoice.generated"
+    USAGE_RECORDED = "com.concord.usage.recorded"
 
 
 class InvoiceLine(BaseModel):
@@ -29,6 +31,9 @@ class InvoiceLine(BaseModel):
     description: str | None = None
     amount_minor: int
     quantity: int | None = None
+    # What the line bills, when billing says: the ERP books it by product (mappings.toml).
+    price_id: str | None = None
+    product_id: str | None = None
 
 
 class Invoice(BaseModel):

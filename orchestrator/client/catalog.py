@@ -3,6 +3,7 @@
 from pydantic import BaseModel
 
 from orchestrator.client.canonical import DealEvent, Invoice, Payment, SubscriptionChange, Workflow
+from orchestrator.client.usage import UsageSummary
 
 # Each workflow's canonical input; orchestrator.flows declares the same model per workflow,
 # and tests/orchestrator/test_catalog.py keeps the two in step.
@@ -15,6 +16,7 @@ WORKFLOW_INPUTS: dict[Workflow, type[BaseModel]] = {
     Workflow.SUBSCRIPTION_CANCELED: SubscriptionChange,
     Workflow.RENEWAL_RISK: DealEvent,
     Workflow.DEAL_CLOSED_WON: DealEvent,
+    Workflow.USAGE_SUMMARY: UsageSummary,
 }
 
 # Dotted paths of the fields that name the record in its targets: an edit that changes one
@@ -28,6 +30,7 @@ IDENTITY_FIELDS: dict[Workflow, tuple[str, ...]] = {
     Workflow.SUBSCRIPTION_CANCELED: ("subscription.subscription_id",),
     Workflow.RENEWAL_RISK: ("deal_id", "occurred_at"),
     Workflow.DEAL_CLOSED_WON: ("deal_id",),
+    Workflow.USAGE_SUMMARY: ("subscription_id", "period", "currency", "sequence"),
 }
 
 # End-to-end SLA per workflow (event received to last step done), in seconds. The workflow
@@ -41,4 +44,6 @@ SLA_S: dict[Workflow, float] = {
     Workflow.SUBSCRIPTION_CANCELED: 900,
     Workflow.RENEWAL_RISK: 3600,
     Workflow.DEAL_CLOSED_WON: 3600,
+    # Measured from the summary's creation, which the schedule makes after the period closes.
+    Workflow.USAGE_SUMMARY: 3600,
 }

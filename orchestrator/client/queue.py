@@ -78,21 +78,30 @@ async def enqueue_wakeup(
     *,
     defer_until: datetime | None = None,
     due: str | None = None,
+    traceparent: str | None = None,
 ) -> bool:
-    """Ask a worker to look at a transaction. Best effort: False if nothing was queued."""
+    """Ask a worker to look at a transaction. Best effort: False if nothing was queued.
+
+    `traceparent` (W3C) continues the caller's trace in the worker; without one the worker
+    starts a trace whose ID is derived from the correlation ID.
+    """
+    trace: dict[str, Any] = {"traceparent": traceparent} if traceparent else {}
     job = await redis.enqueue_job(
         JobName.RUN_TRANSACTION,
         correlation_id,
         _job_id=wakeup_job_id(correlation_id, due=due),
         _defer_until=defer_until,
+        **trace,
     )
     return job is not None
 
 
-async def try_enqueue_wakeup(redis: ArqRedis, correlation_id: str) -> bool:
+async def try_enqueue_wakeup(
+    redis: ArqRedis, correlation_id: str, traceparent: str | None = None
+) -> bool:
     """enqueue_wakeup that logs and swallows failures: the sweeper re-enqueues what is missed."""
     try:
-        return await enqueue_wakeup(redis, correlation_id)
+        return await enqueue_wakeup(redis, correlation_id, traceparent=traceparent)
     except Exception:
         log.warning(
             "wake-up not queued; the sweeper will pick it up",

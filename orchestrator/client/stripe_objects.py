@@ -56,11 +56,25 @@ def invoice(obj: dict[str, Any]) -> Invoice:
                 description=line.get("description"),
                 amount_minor=line.get("amount", 0),
                 quantity=line.get("quantity"),
+                **line_pricing(line),
             )
             for line in lines
             if isinstance(line, dict)
         ],
     )
+
+
+def line_pricing(line: dict[str, Any]) -> dict[str, str | None]:
+    """A line's price and product: `pricing.price_details` since 2025, `price` or `plan` before."""
+    pricing = line.get("pricing")
+    details = pricing.get("price_details") if isinstance(pricing, dict) else None
+    candidates = [(details, "price"), (line.get("price"), "id"), (line.get("plan"), "id")]
+    for candidate, price_key in candidates:
+        if isinstance(candidate, dict):
+            price, product = ref_id(candidate.get(price_key)), ref_id(candidate.get("product"))
+            if price or product:
+                return {"price_id": price, "product_id": product}
+    return {"price_id": None, "product_id": None}
 
 
 def invoice_subscription(obj: dict[str, Any]) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from orchestrator.client.tracing import current_traceparent
 from orchestrator.connectors.errors import Conflict, ConnectorError, Retryable, Terminal
 from orchestrator.connectors.ports import CallContext
 from orchestrator.outbound import OutboundRefused, guarded_client
@@ -33,7 +34,9 @@ def traceparent(correlation_id: str) -> str:
 
 
 def trace_headers(ctx: CallContext) -> dict[str, str]:
-    return {"X-Correlation-ID": ctx.correlation_id, "traceparent": traceparent(ctx.correlation_id)}
+    # The run's trace (the caller's, handed over at intake) when there is one.
+    current = current_traceparent() or traceparent(ctx.correlation_id)
+    return {"X-Correlation-ID": ctx.correlation_id, "traceparent": current}
 
 
 def retry_after_s(value: str | None) -> float | None:
@@ -70,7 +73,9 @@ def classify_status(
     if status == 408:
         return Retryable(message, http_status=status, classification="timeout")
     if status >= 500:
-        return Retryable(message, http_status=status, classification="server")
+        # RFC 9110: a 503 may say when the service expects to be back; waiting less is wasted.
+        hint = retry_after_s(response.headers.get("Retry-After")) if status == 503 else None
+        return Retryable(message, http_status=status, classification="server", retry_after_s=hint)
     if status in (401, 403):
         return Terminal(message, http_status=status, classification="auth")
     if 400 <= status < 500:

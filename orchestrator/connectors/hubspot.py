@@ -3,10 +3,12 @@
 Records carry Concord's external ID in a unique `external_id` property, so companies and deals
 are upserted with `batch/upsert` (idProperty=external_id) and any object is found with
 `GET /crm/v3/objects/{type}/{id}?idProperty=external_id`. Deal amounts are strings in major
-units, as HubSpot stores them, with `deal_currency_code`.
+units, as HubSpot stores them, with `deal_currency_code`. Quote-to-cash reads deals, companies
+and line items by HubSpot's own IDs with their associations (`?associations=companies,...`).
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +27,34 @@ from orchestrator.connectors.ports import (
 )
 
 ID_PROPERTY = "external_id"
+
+
+@dataclass(frozen=True, slots=True)
+class CrmObject:
+    """A CRM record as HubSpot answers it: string properties, associations as (id, type label)."""
+
+    object_type: str
+    object_id: str
+    properties: dict[str, str]
+    associations: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def linked(self, to_type: str, label: str | None = None) -> list[str]:
+        """IDs associated by type (and label: parent_to_child_company, ...), once each."""
+        ids = [i for i, t in self.associations.get(to_type, []) if label is None or t == label]
+        return list(dict.fromkeys(ids))
+
+
+def to_crm_object(object_type: str, obj: dict[str, Any]) -> CrmObject:
+    props = obj.get("properties") or {}
+    links: dict[str, list[tuple[str, str]]] = {}
+    for to_type, listed in (obj.get("associations") or {}).items():
+        links[to_type] = [(str(r["id"]), str(r.get("type", ""))) for r in listed.get("results", [])]
+    return CrmObject(
+        object_type,
+        str(obj["id"]),
+        {str(k): "" if v is None else str(v) for k, v in props.items()},
+        links,
+    )
 
 
 def _detail(response: httpx.Response) -> str:
@@ -112,6 +142,28 @@ class HubSpotCrm:
         if response.status_code != 200:
             raise self._http.error(response, action)
         return self._record(object_type, self._http.json(response, action), external_id, 200)
+
+    async def read(
+        self,
+        object_type: str,
+        object_id: str,
+        *,
+        associations: Sequence[str] = (),
+        ctx: CallContext,
+    ) -> CrmObject | None:
+        """One record by HubSpot's ID with its associations; None when it does not exist."""
+        path = f"/crm/v3/objects/{object_type}/{quote(object_id, safe='')}"
+        params = {"associations": ",".join(associations)} if associations else {}
+        action = f"GET /crm/v3/objects/{object_type}/{object_id}"
+        response = await self._http.send("GET", path, action=action, ctx=ctx, params=params)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._http.error(response, action)
+        try:
+            return to_crm_object(object_type, self._http.json(response, action))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise self._http.protocol_error(response, action, "without a record") from exc
 
     async def aclose(self) -> None:
         await self._http.aclose()

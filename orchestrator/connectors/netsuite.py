@@ -21,6 +21,7 @@ from orchestrator.connectors.ports import (
     RevenueScheduleRecord,
     TargetRecord,
 )
+from orchestrator.mappings import Coding, LineCoding
 
 __all__ = ["NetSuiteErp", "classify_response", "invoice_body", "traceparent"]
 
@@ -38,8 +39,25 @@ def _json_amount(amount_minor: int, currency: str) -> float:
     return as_float
 
 
-def invoice_body(invoice: Invoice, *, now: datetime | None = None) -> dict[str, Any]:
-    """The NetSuite invoice create body for a canonical invoice (amounts in major units)."""
+def _coded(item: dict[str, Any], line: LineCoding | None, coding: Coding | None) -> dict[str, Any]:
+    if line is None or coding is None:
+        return item
+    return {
+        **item,
+        "item": {"externalId": line.item},
+        "account": {"id": line.revenue_account},
+        "taxCode": {"refName": coding.tax_code},
+    }
+
+
+def invoice_body(
+    invoice: Invoice, *, now: datetime | None = None, coding: Coding | None = None
+) -> dict[str, Any]:
+    """The NetSuite invoice create body for a canonical invoice (amounts in major units).
+
+    With `coding` (from mappings.toml) each line names its item, revenue account and tax code,
+    and the invoice its subsidiary; the memo names the mappings version that coded it.
+    """
     moment = invoice.period_start or now or datetime.now(UTC)
     # Billing timestamps without a zone are UTC; astimezone() would read them as local time.
     if moment.tzinfo is None:
@@ -47,21 +65,22 @@ def invoice_body(invoice: Invoice, *, now: datetime | None = None) -> dict[str, 
     tran_date = moment.astimezone(UTC).date()
     currency = invoice.currency
     items: list[dict[str, Any]] = []
-    for line in invoice.lines:
+    for n, line in enumerate(invoice.lines):
         item: dict[str, Any] = {"amount": _json_amount(line.amount_minor, currency)}
         if line.description is not None:
             item["description"] = line.description
-        items.append(item)
+        items.append(_coded(item, coding.lines[n] if coding else None, coding))
     # NetSuite totals the lines; tax or discounts billed outside the lines must still reach the
     # ledger, or the ERP total would differ from what billing invoiced.
     unlined = invoice.amount_minor - sum(line.amount_minor for line in invoice.lines)
     if unlined or not items:
         description = "Invoice total" if not items else "Unitemized amount (tax, discounts)"
-        items.append({"amount": _json_amount(unlined, currency), "description": description})
+        extra = {"amount": _json_amount(unlined, currency), "description": description}
+        items.append(_coded(extra, coding.unitemized if coding else None, coding))
     memo = f"Billing invoice {invoice.invoice_id}"
     if invoice.subscription_id:
         memo += f" (subscription {invoice.subscription_id})"
-    return {
+    body: dict[str, Any] = {
         "externalId": invoice.invoice_id,
         "entity": {"externalId": invoice.customer_id},
         "currency": {"refName": currency},
@@ -69,6 +88,11 @@ def invoice_body(invoice: Invoice, *, now: datetime | None = None) -> dict[str, 
         "memo": memo,
         "item": {"items": items},
     }
+    if coding is not None:
+        body["subsidiary"] = {"id": coding.subsidiary}
+        body["currency"] = {"refName": coding.erp_currency}
+        body["memo"] = f"{memo}; coded by mappings v{coding.version}"
+    return body
 
 
 def _vendor_detail(response: httpx.Response) -> str:
@@ -154,9 +178,11 @@ def journal_entry_body(entry: JournalEntryRecord) -> dict[str, Any]:
     return body
 
 
-def revenue_schedule_body(schedule: RevenueScheduleRecord) -> dict[str, Any]:
+def revenue_schedule_body(
+    schedule: RevenueScheduleRecord, *, coding: Coding | None = None
+) -> dict[str, Any]:
     currency = schedule.currency
-    return {
+    body = {
         "externalId": schedule.external_id,
         "createdFrom": {"externalId": schedule.invoice_external_id},
         "currency": {"refName": currency},
@@ -168,6 +194,16 @@ def revenue_schedule_body(schedule: RevenueScheduleRecord) -> dict[str, Any]:
             ]
         },
     }
+    if coding is not None:
+        body["subsidiary"] = {"id": coding.subsidiary}
+        body["revenueElements"] = {
+            "items": [
+                {"item": {"externalId": line.item}, "account": {"id": line.revenue_account}}
+                for line in coding.lines
+            ]
+        }
+        body["memo"] = f"coded by mappings v{coding.version}"
+    return body
 
 
 class NetSuiteErp:
@@ -193,8 +229,11 @@ class NetSuiteErp:
             detail=_vendor_detail,
         )
 
-    async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
-        return await self._create("invoice", invoice_body(invoice), invoice.invoice_id, ctx)
+    async def post_invoice(
+        self, invoice: Invoice, *, ctx: CallContext, coding: Coding | None = None
+    ) -> TargetRecord:
+        body = invoice_body(invoice, coding=coding)
+        return await self._create("invoice", body, invoice.invoice_id, ctx)
 
     async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         return await self.find_record("invoice", external_id, ctx=ctx)
@@ -220,11 +259,10 @@ class NetSuiteErp:
         return await self._create("journalentry", journal_entry_body(entry), entry.external_id, ctx)
 
     async def post_revenue_schedule(
-        self, schedule: RevenueScheduleRecord, *, ctx: CallContext
+        self, schedule: RevenueScheduleRecord, *, ctx: CallContext, coding: Coding | None = None
     ) -> TargetRecord:
-        return await self._create(
-            "revenueplan", revenue_schedule_body(schedule), schedule.external_id, ctx
-        )
+        body = revenue_schedule_body(schedule, coding=coding)
+        return await self._create("revenueplan", body, schedule.external_id, ctx)
 
     async def find_record(
         self, object_type: str, external_id: str, *, ctx: CallContext

@@ -121,7 +121,15 @@ async def test_replay_with_an_edited_payload_stores_it_and_returns_the_diff(
             "op": "replace",
             "path": "/lines",
             "old": [],
-            "new": [{"description": None, "amount_minor": 1250, "quantity": None}],
+            "new": [
+                {
+                    "description": None,
+                    "amount_minor": 1250,
+                    "quantity": None,
+                    "price_id": None,
+                    "product_id": None,
+                }
+            ],
         },
     ]
     async with sessionmaker() as session:

@@ -270,3 +270,86 @@ async def test_finance_resolves_a_mismatch_with_a_note_once(
         )
     # The blank note, the second resolution and the unknown id: refused and audited.
     assert sorted(actions) == ["rejected", "rejected", "rejected", "succeeded"]
+
+
+async def test_ops_replays_the_transaction_a_mismatch_links_to(
+    api: httpx.AsyncClient, api_keys: dict[Role, str], sessionmaker: SM
+) -> None:
+    gone_cid = await _posted(sessionmaker, "in_gone", "4040")
+    finance, ops = auth(api_keys[Role.FINANCE]), auth(api_keys[Role.OPS])
+    run = await api.post("/v1/reconciliation/runs", json={"period": PERIOD}, headers=finance)
+    [mismatch] = (await api.get("/v1/mismatches", headers=finance)).json()["items"]
+    assert (run.status_code, mismatch["kind"]) == (201, "posted_but_missing")
+    url = f"/v1/mismatches/{mismatch['id']}/replay"
+
+    for role in (Role.VIEWER, Role.FINANCE, Role.EXECUTIVE):
+        denied = await api.post(url, json={"reason": "x"}, headers=auth(api_keys[role]))
+        assert denied.status_code == 403, role
+    no_reason = await api.post(url, json={"reason": " "}, headers=ops)
+    assert no_reason.status_code == 422
+    started = await api.post(url, json={"reason": "the ERP lost it"}, headers=ops)
+    assert started.status_code == 202, started.text
+    body = started.json()
+    [replay] = body["replays"]
+    assert (replay["correlation_id"], replay["state"]) == (gone_cid, "pending")
+    assert body["mismatch"]["status"] == "open"
+    assert body["mismatch"]["last_replay_by"] == "test-ops"
+    assert body["mismatch"]["last_replay_runs"] == [
+        {"correlation_id": gone_cid, "run_number": replay["run_number"]}
+    ]
+    # The same safety checks as a direct replay: a transaction already running is not taken.
+    again = await api.post(url, json={"reason": "again"}, headers=ops)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "transaction_busy"
+    read = (await api.get(f"/v1/mismatches/{mismatch['id']}", headers=finance)).json()
+    assert read["last_replay_runs"] == body["mismatch"]["last_replay_runs"]
+
+    async with sessionmaker() as session:
+        tx = await session.get(BusinessTransaction, gone_cid)
+        assert tx is not None
+        assert tx.state == TxState.PENDING
+        audited = sorted(
+            (a.action, a.outcome)
+            for a in await session.scalars(
+                select(AuditLog).where(
+                    AuditLog.action.in_(["mismatch.replay", "transaction.replay"])
+                )
+            )
+        )
+    # The refusals (no reason, busy) are audited; the busy attempt's own replay row rolled back.
+    assert audited == [
+        ("mismatch.replay", "rejected"),
+        ("mismatch.replay", "rejected"),
+        ("mismatch.replay", "succeeded"),
+        ("transaction.replay", "succeeded"),
+    ]
+
+
+async def test_a_mismatch_without_a_transaction_or_not_open_cannot_be_replayed(
+    api: httpx.AsyncClient, api_keys: dict[Role, str], sessionmaker: SM
+) -> None:
+    await _seed(sessionmaker)
+    ops = auth(api_keys[Role.OPS])
+    items = (await api.get("/v1/mismatches", headers=ops)).json()["items"]
+    crm = next(i for i in items if i["kind"] == "crm_contract_value_mismatch")
+
+    unlinked = await api.post(
+        f"/v1/mismatches/{crm['id']}/replay", json={"reason": "x"}, headers=ops
+    )
+    assert unlinked.status_code == 409
+    assert unlinked.json()["error"]["code"] == "mismatch_not_linked"
+    resolved = await api.post(
+        f"/v1/mismatches/{crm['id']}/resolve",
+        json={"note": "deal corrected"},
+        headers=auth(api_keys[Role.FINANCE]),
+    )
+    assert resolved.status_code == 200
+    closed = await api.post(f"/v1/mismatches/{crm['id']}/replay", json={"reason": "x"}, headers=ops)
+    assert closed.status_code == 409
+    assert closed.json()["error"] == {
+        "code": "mismatch_not_open",
+        "message": f"mismatch {crm['id']} is resolved, not open",
+        "details": {"status": "resolved"},
+    }
+    unknown = await api.post("/v1/mismatches/99999/replay", json={"reason": "x"}, headers=ops)
+    assert unknown.status_code == 404

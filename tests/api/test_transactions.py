@@ -227,7 +227,13 @@ async def test_canonical_carries_the_latest_runs_edited_input(
     assert stored["latest_run"] == 2
     assert stored["latest_run_override"]["amount_minor"] == 1250
     assert stored["latest_run_override"]["lines"] == [
-        {"description": None, "amount_minor": 1250, "quantity": None}
+        {
+            "description": None,
+            "amount_minor": 1250,
+            "quantity": None,
+            "price_id": None,
+            "product_id": None,
+        }
     ]
     assert stored["effective"] == stored["latest_run_override"]
     assert viewer["canonical"] is None

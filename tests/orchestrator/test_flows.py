@@ -18,6 +18,7 @@ from orchestrator import engine
 from orchestrator.client import hubspot_events, stripe_events
 from orchestrator.client.queue import queue_pool
 from orchestrator.connectors.errors import Retryable, Terminal
+from orchestrator.connectors.hubspot import CrmObject
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
 from orchestrator.settings import OrchestratorSettings
@@ -345,3 +346,141 @@ async def test_renewal_risk_gives_customer_success_a_task_with_billing_context(
     ]
     assert task["subject"] == "Renewal risk (high) on deal 42"
     assert task["body"].startswith(f"Subscription {sub_id}: contract value 24000 USD a year")
+
+    flag = fakes.billing.records[("subscription", sub_id)]
+    assert (flag["renewal_risk"], flag["renewal_risk_deal"]) == ("high", "42")
+
+
+async def _hubspot(
+    sessionmaker: async_sessionmaker[AsyncSession], system: Harness, event: dict[str, Any]
+) -> tuple[str, Outcome]:
+    decision = hubspot_events.route(event)
+    async with sessionmaker.begin() as session:
+        result = await inbox.record_event(
+            session,
+            incoming_event(
+                source="hubspot",
+                source_event_id=str(event["eventId"]),
+                event_type=hubspot_events.event_type(event),
+                payload=event,
+                decision=decision,
+                source_system=System.CRM,
+            ),
+        )
+    return result.correlation_id, await system.settle(result.correlation_id)
+
+
+def _won(deal_id: int, event_id: int) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "subscriptionType": "deal.propertyChange",
+        "objectId": deal_id,
+        "propertyName": "dealstage",
+        "propertyValue": "closedwon",
+        "portalId": 62515,
+        "occurredAt": int(time.time() * 1000),
+    }
+
+
+def _sales_entered(crm: Any, *, tax_region: str = "UK") -> None:
+    """Deal 7 for company 70 (under parent 71, which sets the terms), one line item 700."""
+    crm.objects.update(
+        {
+            ("deals", "7"): CrmObject(
+                "deals",
+                "7",
+                {"dealname": "Pro", "deal_currency_code": "GBP"},
+                {"companies": [("70", "deal_to_company")], "line_items": [("700", "x")]},
+            ),
+            ("companies", "70"): CrmObject(
+                "companies",
+                "70",
+                {"name": "Acme Ltd"},
+                {"companies": [("71", "child_to_parent_company")]},
+            ),
+            ("companies", "71"): CrmObject(
+                "companies",
+                "71",
+                {"name": "Acme", "tax_region": tax_region, "payment_terms": "net_15"},
+                {"companies": [("70", "parent_to_child_company")]},
+            ),
+            ("line_items", "700"): CrmObject(
+                "line_items", "700", {"hs_product_id": "9003", "quantity": "2"}
+            ),
+        }
+    )
+
+
+async def test_a_won_deal_creates_its_customer_and_subscription_in_billing(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes = system.fakes
+    _sales_entered(fakes.crm)
+
+    cid, outcome = await _hubspot(sessionmaker, system, _won(7, 5001))
+
+    assert outcome is Outcome.POSTED
+    assert fakes.billing.records[("customer", "crm-company-70")]["name"] == "Acme Ltd"
+    sub = fakes.billing.records[("subscription", "crm-deal-7")]
+    assert sub["plans"] == [("pro_annual", 2)]
+    assert sub["days_until_due"] == 15
+    assert sub["metadata"]["tax_code"] == "UK-VAT-20"
+    assert sub["metadata"]["legal_entity"] == "concord_uk"
+    assert sub["metadata"]["crm_parent_companies"] == "71"
+    assert set((await _steps(sessionmaker, cid)).values()) == {StepState.SUCCEEDED}
+
+
+async def test_a_won_deal_after_a_lost_answer_is_found_not_created_again(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes = system.fakes
+    _sales_entered(fakes.crm)
+    fakes.billing.commit_before_fail = True
+    fakes.billing.fail["create_subscription"] = [Retryable("connection reset")]
+
+    _, outcome = await _hubspot(sessionmaker, system, _won(7, 5002))
+
+    assert outcome is Outcome.POSTED
+    assert fakes.billing.ops().count("create_subscription") == 1
+    assert [k for k in fakes.billing.records if k[0] == "subscription"] == [
+        ("subscription", "crm-deal-7")
+    ]
+
+
+async def test_a_won_deal_with_an_unmapped_tax_region_is_an_exception_naming_it(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes = system.fakes
+    _sales_entered(fakes.crm, tax_region="ATLANTIS")
+
+    cid, outcome = await _hubspot(sessionmaker, system, _won(7, 5003))
+
+    assert outcome is Outcome.EXCEPTION
+    assert (await _steps(sessionmaker, cid))["crm.validate_deal"] is StepState.FAILED_TERMINAL
+    [item] = await _exceptions(sessionmaker)
+    assert item.message == (
+        "crm.validate_deal: deal 7: company 70: mapping missing: tax_regions.ATLANTIS (mappings v1)"
+    )
+    assert "create_subscription" not in fakes.billing.ops()
+
+
+async def test_renewal_risk_on_a_deal_without_a_subscription_is_an_exception(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    event = {
+        "eventId": 992,
+        "subscriptionType": "deal.propertyChange",
+        "objectId": 43,
+        "propertyName": "renewal_risk",
+        "propertyValue": "medium",
+        "portalId": 62515,
+        "occurredAt": int(time.time() * 1000),
+    }
+
+    cid, outcome = await _hubspot(sessionmaker, system, event)
+
+    assert outcome is Outcome.EXCEPTION
+    steps = await _steps(sessionmaker, cid)
+    assert steps["billing.flag_subscription"] is StepState.FAILED_TERMINAL
+    [item] = await _exceptions(sessionmaker)
+    assert "deal 43 names no billing subscription" in item.message

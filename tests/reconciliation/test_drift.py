@@ -140,3 +140,37 @@ async def test_a_replay_repairs_a_dropped_posting_and_the_next_run_auto_resolves
         after = await session.get(Mismatch, mismatch.id)
         assert after is not None
         assert after.status == "auto_resolved"
+
+
+async def test_a_replay_started_from_the_mismatch_repairs_it_and_the_next_run_auto_resolves(
+    client: httpx.AsyncClient,
+    sandbox_url: str,
+    worker_settings: OrchestratorSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    api_keys: dict[Role, str],
+    tmp_path: Path,
+) -> None:
+    _faults(sandbox_url, "erp.invoice:drift_drop=1")
+    dropped_cid, dropped = await _post(client)
+    await run_burst(worker_settings)
+    _faults(sandbox_url, "")
+    await _reconcile(sessionmaker, sandbox_url, tmp_path)
+    ops = {"Authorization": f"Bearer {api_keys[Role.OPS]}"}
+    [mismatch] = (await client.get("/v1/mismatches", headers=ops)).json()["items"]
+    assert (mismatch["kind"], mismatch["correlation_ids"]) == ("posted_but_missing", [dropped_cid])
+
+    replay = await client.post(
+        f"/v1/mismatches/{mismatch['id']}/replay",
+        json={"reason": "reconciliation found it missing in the ERP"},
+        headers=ops,
+    )
+    assert replay.status_code == 202, replay.text
+    await run_burst(worker_settings)
+
+    ledger = httpx.get(f"{sandbox_url}/erp/_admin/ledger").json()["records"]
+    assert [r["external_id"] for r in ledger if r["type"] == "invoice"] == [dropped]
+    second = await _reconcile(sessionmaker, sandbox_url, tmp_path)
+    assert (await load_run(sessionmaker, second)).auto_resolved_count == 1
+    after = (await client.get(f"/v1/mismatches/{mismatch['id']}", headers=ops)).json()
+    assert (after["status"], after["resolved_run_id"]) == ("auto_resolved", second)
+    assert after["last_replay_runs"] == replay.json()["mismatch"]["last_replay_runs"]

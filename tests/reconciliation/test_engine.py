@@ -49,6 +49,23 @@ def _not_posted(w: World) -> None:
     )
 
 
+def _credit(invoice_id: str, amount: int, erp_status: str | None = None) -> Callable[[World], None]:
+    def plant(w: World) -> None:
+        w.tables["billing_credit_notes"].append(
+            {
+                "credit_note_id": f"cn_{invoice_id}",
+                "invoice_id": invoice_id,
+                "amount_minor": amount,
+                "currency": w.row("billing_invoices", invoice_id=invoice_id)["currency"],
+                "period": PERIOD,
+            }
+        )
+        if erp_status is not None:
+            w.row("erp_invoices", external_id=invoice_id)["status"] = erp_status
+
+    return plant
+
+
 def _orphan(w: World) -> None:
     w.tables["erp_invoices"].append(
         {
@@ -253,6 +270,24 @@ CASES = [
             }
         ],
     ),
+    Case(
+        "fully_credited_in_billing_but_open_in_the_erp",
+        _credit("in_usd_open", 10_000),
+        [
+            {
+                "kind": "status_mismatch",
+                "match_key": "in_usd_open|100",
+                "source_status": "credited",
+                "target_status": "open",
+                "amount_at_risk_minor": 10_000,
+                "currency": "USD",
+            }
+        ],
+    ),
+    Case(
+        "fully_credited_and_voided_in_the_erp_is_clean", _credit("in_jpy_open", 1_500, "voided"), []
+    ),
+    Case("a_partial_credit_leaves_the_invoice_open", _credit("in_kwd_open", 12_000), []),
     Case(
         "a_difference_in_another_period_is_not_this_periods",
         _set("erp_invoices", {"external_id": "in_usd_prev"}, amount_minor=1),

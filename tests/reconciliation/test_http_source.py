@@ -113,7 +113,12 @@ async def test_billing_invoices_are_listed_by_creation_and_booked_by_period_star
     assert row["status"] == finalized.json()["status"]
     assert row["amount_minor"] == finalized.json()["total"]
     assert row["period"] == period
-    assert set(snapshot) == {"billing_invoices"}
+    assert set(snapshot) == {
+        "billing_invoices",
+        "billing_payments",
+        "billing_credit_notes",
+        "billing_subscriptions",
+    }
 
 
 async def test_an_unreachable_system_is_a_source_error() -> None:

@@ -25,6 +25,7 @@ def test_plan_is_deterministic_for_a_seed() -> None:
         "card_fixed",
         "cancel",
         "renewal_risk",
+        "deal_won",
     }
     assert first[0].kind == "signup"
     # Every action names a customer that signed up before it and has not canceled.

@@ -270,6 +270,20 @@ async def test_server_error_is_retryable(status: int) -> None:
     assert (exc.classification, exc.http_status, exc.retry_after_s) == ("server", status, None)
 
 
+async def test_unavailable_with_retry_after_says_when_to_come_back() -> None:
+    exc = await post_to(answering(503, headers={"Retry-After": "4"}))
+
+    assert isinstance(exc, Retryable)
+    assert (exc.classification, exc.retry_after_s) == ("server", 4.0)
+
+
+async def test_retry_after_on_a_500_is_not_a_promise_and_is_ignored() -> None:
+    exc = await post_to(answering(500, headers={"Retry-After": "4"}))
+
+    assert isinstance(exc, Retryable)
+    assert exc.retry_after_s is None
+
+
 async def test_validation_error_is_terminal_with_vendor_detail() -> None:
     body = netsuite_error(400, "USER_ERROR", "Invalid value for field entity")
 

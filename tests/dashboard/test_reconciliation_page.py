@@ -1,0 +1,78 @@
+"""The reconciliation page's replay control: for ops and admins only, a reason required, and the
+replay started through the API under the signed-in key."""
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lineage.clock import utc_now
+from lineage.enums import Role
+from reconciliation import repository
+from reconciliation.engine import reconcile
+from tests.dashboard.conftest import Seeded
+from tests.dashboard.test_pages import audit, keys_of, page, signed_in, text_of, tx
+from tests.reconciliation.world import PERIOD, clean_world
+
+
+async def _mismatch_of(seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """A run that finds the exception transaction's invoice missing in the ERP; its id."""
+    world = clean_world()
+    world.drop("erp_invoices", external_id="in_usd_open")
+    world.row("lineage_postings", invoice_id="in_usd_open").update(
+        correlation_id=seeded.failed, state="exception"
+    )
+    result = reconcile(world.arrow(), period=PERIOD)
+    async with sessionmaker.begin() as session:
+        run = await repository.start_run(
+            session, period=PERIOD, trigger="test", requested_by=None, tolerance_minor=0,
+            now=utc_now(),
+        )  # fmt: skip
+        await repository.apply_findings(
+            session,
+            run=run,
+            findings=result.findings.to_pylist(),
+            kinds_evaluated=[k.value for k in result.kinds_evaluated],
+            now=utc_now(),
+        )
+        run.state = "succeeded"
+    async with sessionmaker() as session:
+        rows, _ = await repository.list_mismatches(
+            session, repository.MismatchFilter(kind="missing_in_erp"), limit=None
+        )
+    [mismatch] = rows
+    assert mismatch.correlation_ids == [seeded.failed]
+    return mismatch.id
+
+
+async def test_ops_replays_from_a_mismatch_with_a_reason(
+    seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    mismatch_id = await _mismatch_of(seeded, sessionmaker)
+    at = page(signed_in(seeded, Role.OPS, recon_selected=mismatch_id), "reconciliation")
+    assert not at.exception
+    assert at.button(key="recon_replay_go").disabled  # no reason yet
+
+    at.text_input(key="recon_replay_reason").input("ERP was down when it posted").run()
+    at.button(key="recon_replay_go").click().run()
+
+    assert not at.exception
+    assert f"Replay started: {seeded.failed} (run 2)" in text_of(at)
+    assert tx(seeded, seeded.failed)["run_count"] == 2
+    [row] = audit(seeded, "mismatch.replay")
+    assert (row["actor"], row["role"], row["target"]) == (
+        "test-ops",
+        "ops",
+        f"mismatch:{mismatch_id}",
+    )
+    assert row["reason"] == "ERP was down when it posted"
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.FINANCE])
+async def test_roles_that_may_not_replay_see_no_replay_control(
+    seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession], role: Role
+) -> None:
+    mismatch_id = await _mismatch_of(seeded, sessionmaker)
+    at = page(signed_in(seeded, role, recon_selected=mismatch_id), "reconciliation")
+
+    assert not at.exception
+    assert "Missing in erp" in text_of(at)  # the drill-down is open
+    assert "recon_replay_go" not in keys_of(at)

@@ -1,0 +1,226 @@
+"""Every workflow's happy path over HTTP: signed webhooks in, a real arq worker, the sandbox
+systems as targets, effects read from their ledgers and vendor APIs, lineage from the API.
+
+The main failure paths are in test_workflows_http_failures.py.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from lineage.enums import Role
+from orchestrator.settings import OrchestratorSettings
+from tests.factories import (
+    fixture_subscription,
+    new_invoice,
+    stripe_event,
+    subscription_event,
+    with_quantity,
+)
+from tests.support.concord_http import (
+    Concord,
+    by_type,
+    concord_system,
+    created_event,
+    renewal_risk_event,
+    steps_of,
+)
+
+SUB = fixture_subscription()
+SUB_ID = str(SUB["id"])
+CUSTOMER = "cus_QXg1o8vcGmoR32"
+
+
+@pytest.fixture
+async def concord(
+    database_url: str,
+    redis_url: str,
+    sandbox_url: str,
+    worker_settings: OrchestratorSettings,
+    api_keys: dict[Role, str],
+) -> AsyncIterator[Concord]:
+    async with concord_system(
+        database_url, redis_url, sandbox_url, worker_settings, api_keys[Role.VIEWER]
+    ) as system:
+        yield system
+
+
+def _assert_all_succeeded_once(detail: dict[str, Any], expected: set[str]) -> None:
+    """Every step ran once, under the idempotency key correlation_id:step."""
+    steps = steps_of(detail)
+    assert set(steps) == expected
+    for name, step in steps.items():
+        assert step["state"] == "succeeded", (name, step)
+        assert step["idempotency_key"] == f"{detail['correlation_id']}:{name}"
+        assert [a["outcome"] for a in step["attempts"]] == ["succeeded"]
+
+
+async def test_activation_reaches_crm_erp_and_provisioning(concord: Concord) -> None:
+    answer = await concord.stripe(created_event())
+
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted"
+    _assert_all_succeeded_once(
+        detail,
+        {
+            "crm.upsert_account",
+            "crm.upsert_contract",
+            "erp.upsert_customer",
+            "erp.upsert_contract",
+            "provisioning.enable_tenant",
+        },
+    )
+    # The fixture's item: 2000 minor units a month, quantity 1, so 240.00 USD a year.
+    deal = (await concord.crm_object("deals", SUB_ID))["properties"]
+    assert (deal["amount"], deal["dealstage"]) == ("240.00", "closedwon")
+    assert await concord.crm_object("companies", CUSTOMER)
+    erp = by_type(await concord.ledger("erp"))
+    assert [r["external_id"] for r in erp["customer"]] == [CUSTOMER]
+    [plan] = erp["revenueplan"]
+    assert (plan["total"], plan["create_calls"]) == (240.0, 1)
+    tenant = (await concord.vendor(f"/provisioning/v1/tenants/{SUB_ID}")).json()
+    assert tenant["tenant"]["enabled"] is True
+    refs = {(r["system"], r["object_type"]) for r in detail["external_refs"]}
+    assert {("crm", "deals"), ("erp", "revenueplan"), ("provisioning", "tenant")} <= refs
+
+
+async def test_amendment_updates_crm_then_erp(concord: Concord) -> None:
+    await concord.stripe(created_event())
+    await concord.run_workers()
+
+    answer = await concord.stripe(
+        subscription_event(
+            "customer.subscription.updated",
+            subscription=with_quantity(SUB, 3),
+            previous_attributes={"items": SUB["items"]},
+        )
+    )
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted"
+    _assert_all_succeeded_once(detail, {"crm.update_contract", "erp.amend_contract"})
+    crm_step, erp_step = (
+        steps_of(detail)[n] for n in ("crm.update_contract", "erp.amend_contract")
+    )
+    assert crm_step["ended_at"] <= erp_step["started_at"]
+    deal = (await concord.crm_object("deals", SUB_ID))["properties"]
+    assert deal["amount"] == "720.00"
+    # A new contract version sits next to the first one; nothing was posted twice.
+    plans = by_type(await concord.ledger("erp"))["revenueplan"]
+    assert sorted(p["total"] for p in plans) == [240.0, 720.0]
+    assert {p["create_calls"] for p in plans} == {1}
+
+
+async def test_cancellation_closes_crm_erp_and_tenant(concord: Concord) -> None:
+    await concord.stripe(created_event())
+    await concord.run_workers()
+
+    answer = await concord.stripe(
+        subscription_event(
+            "customer.subscription.deleted", subscription=fixture_subscription(status="canceled")
+        )
+    )
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted", detail
+    _assert_all_succeeded_once(
+        detail, {"crm.close_contract", "erp.end_contract", "provisioning.disable_tenant"}
+    )
+    deal = (await concord.crm_object("deals", SUB_ID))["properties"]
+    assert (deal["amount"], deal["dealstage"]) == ("0.00", "closedlost")
+    ended = await concord.vendor(f"/erp/record/v1/revenueplan/eid:contract:{SUB_ID}:ended")
+    assert ended.status_code == 200, ended.text
+    tenant = (await concord.vendor(f"/provisioning/v1/tenants/{SUB_ID}")).json()
+    assert tenant["tenant"]["enabled"] is False
+
+
+async def test_finalized_invoice_is_posted_to_the_erp(concord: Concord) -> None:
+    invoice = new_invoice()
+
+    answer = await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted"
+    _assert_all_succeeded_once(detail, {"erp.post_invoice"})
+    [record] = by_type(await concord.ledger("erp"))["invoice"]
+    assert (record["external_id"], record["total"], record["create_calls"]) == (
+        invoice["id"],
+        10.0,
+        1,
+    )
+    found = await concord.vendor(f"/erp/record/v1/invoice/eid:{invoice['id']}")
+    assert found.status_code == 200, found.text
+
+
+async def test_paid_invoice_applies_the_payment_then_tells_the_crm(concord: Concord) -> None:
+    invoice = new_invoice(status="paid", amount_paid=1000)
+    await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
+    await concord.run_workers()
+
+    answer = await concord.stripe(stripe_event("invoice.paid", invoice=invoice))
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted"
+    _assert_all_succeeded_once(detail, {"erp.apply_payment", "crm.record_payment"})
+    [payment] = by_type(await concord.ledger("erp"))["customerpayment"]
+    assert (payment["external_id"], payment["total"]) == (f"payment:{invoice['id']}", 10.0)
+    task = (await concord.crm_object("tasks", f"paid:{invoice['id']}"))["properties"]
+    assert task["hs_task_subject"] == f"Invoice {invoice['id']} paid"
+
+
+async def test_failed_payment_flags_the_account_opens_a_ticket_and_schedules_dunning(
+    concord: Concord,
+) -> None:
+    invoice = new_invoice(attempt_count=1)
+
+    answer = await concord.stripe(stripe_event("invoice.payment_failed", invoice=invoice))
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted"
+    _assert_all_succeeded_once(
+        detail, {"crm.flag_account", "support.open_ticket", "crm.schedule_dunning"}
+    )
+    flag = (await concord.crm_object("tasks", f"payment_failed:{invoice['id']}:1"))["properties"]
+    assert flag["hs_task_subject"] == f"Payment failed: {CUSTOMER}"
+    assert await concord.crm_object("tasks", f"dunning:{invoice['id']}:1")
+    tickets = (
+        await concord.vendor(
+            "/support/api/v2/tickets", external_id=f"payment_failed:{invoice['id']}:1"
+        )
+    ).json()["tickets"]
+    assert len(tickets) == 1
+
+
+async def test_renewal_risk_from_hubspot_flags_billing_and_tasks_customer_success(
+    concord: Concord,
+) -> None:
+    billing = await concord.billing_subscription()
+    await concord.stripe(created_event(id=billing["id"], customer=billing["customer"]))
+    await concord.run_workers()
+
+    [answer] = await concord.hubspot([renewal_risk_event(billing["id"])])
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted"
+    _assert_all_succeeded_once(detail, {"crm.create_success_task", "billing.flag_subscription"})
+    [task] = [
+        r
+        for r in by_type(await concord.ledger("crm"))["tasks"]
+        if r["external_id"].startswith("renewal_risk:42:")
+    ]
+    props = (await concord.crm_object("tasks", task["external_id"]))["properties"]
+    assert props["hs_task_subject"] == "Renewal risk (high) on deal 42"
+    assert props["hs_task_body"].startswith(
+        f"Subscription {billing['id']}: contract value 24000 USD"
+    )
+    [flagged] = await concord.billing_search("metadata['renewal_risk']:'high'")
+    assert (flagged["id"], flagged["metadata"]["renewal_risk_deal"]) == (billing["id"], "42")

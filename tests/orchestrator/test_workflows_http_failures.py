@@ -1,0 +1,236 @@
+"""Every workflow's main failure path over HTTP, with faults injected through the sandbox's own
+fault controller (/_admin/faults): a terminal 4xx, a retry budget run out against 5xx, and the
+amendment's compensation when the ERP refuses after the CRM was updated."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from lineage.enums import Role
+from orchestrator.settings import OrchestratorSettings
+from tests.factories import (
+    fixture_subscription,
+    new_invoice,
+    stripe_event,
+    subscription_event,
+    with_quantity,
+)
+from tests.support.concord_http import (
+    Concord,
+    by_type,
+    concord_system,
+    created_event,
+    renewal_risk_event,
+    steps_of,
+)
+
+SUB = fixture_subscription()
+SUB_ID = str(SUB["id"])
+# The worker_settings fixture allows 5 attempts; payment failed's real-time policy allows 4.
+DEFAULT_ATTEMPTS, REAL_TIME_ATTEMPTS = 5, 4
+
+
+@pytest.fixture
+async def concord(
+    database_url: str,
+    redis_url: str,
+    sandbox_url: str,
+    worker_settings: OrchestratorSettings,
+    api_keys: dict[Role, str],
+) -> AsyncIterator[Concord]:
+    async with concord_system(
+        database_url, redis_url, sandbox_url, worker_settings, api_keys[Role.VIEWER]
+    ) as system:
+        yield system
+
+
+# Each trigger delivers what its workflow needs first (without faults), then returns the event
+# that meets the fault.
+Trigger = Callable[[Concord], Awaitable[dict[str, Any]]]
+
+
+async def _activated(concord: Concord) -> None:
+    await concord.stripe(created_event())
+    await concord.run_workers()
+
+
+async def _activation(_concord: Concord) -> dict[str, Any]:
+    return created_event()
+
+
+async def _cancellation(concord: Concord) -> dict[str, Any]:
+    await _activated(concord)
+    return subscription_event(
+        "customer.subscription.deleted", subscription=fixture_subscription(status="canceled")
+    )
+
+
+async def _amendment(concord: Concord) -> dict[str, Any]:
+    await _activated(concord)
+    return subscription_event(
+        "customer.subscription.updated",
+        subscription=with_quantity(SUB, 3),
+        previous_attributes={"items": SUB["items"]},
+    )
+
+
+async def _finalized(_concord: Concord) -> dict[str, Any]:
+    return stripe_event("invoice.finalized", invoice=new_invoice())
+
+
+async def _paid(concord: Concord) -> dict[str, Any]:
+    invoice = new_invoice(status="paid", amount_paid=1000)
+    await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
+    await concord.run_workers()
+    return stripe_event("invoice.paid", invoice=invoice)
+
+
+async def _payment_failed(_concord: Concord) -> dict[str, Any]:
+    return stripe_event("invoice.payment_failed", invoice=new_invoice(attempt_count=1))
+
+
+@dataclass(frozen=True)
+class Failure:
+    trigger: Trigger
+    faults: str
+    step: str
+    classification: str
+    statuses: list[int]
+
+    @property
+    def exhausted(self) -> bool:
+        return self.classification == "budget_exhausted"
+
+
+FAILURES = {
+    "activated/provisioning refuses": Failure(
+        _activation, "provisioning.tenants:422=1", "provisioning.enable_tenant", "validation", [422]
+    ),
+    "activated/erp down": Failure(
+        _activation,
+        "erp.revenueplan:503=1",
+        "erp.upsert_contract",
+        "budget_exhausted",
+        [503] * DEFAULT_ATTEMPTS,
+    ),
+    "canceled/erp refuses": Failure(
+        _cancellation, "erp.revenueplan:422=1", "erp.end_contract", "validation", [422]
+    ),
+    "canceled/erp down": Failure(
+        _cancellation,
+        "erp.revenueplan:500=1",
+        "erp.end_contract",
+        "budget_exhausted",
+        [500] * DEFAULT_ATTEMPTS,
+    ),
+    "amended/crm refuses": Failure(
+        _amendment, "crm.deals:422=1", "crm.update_contract", "validation", [422]
+    ),
+    "generated/erp refuses": Failure(
+        _finalized, "erp.invoice:422=1", "erp.post_invoice", "validation", [422]
+    ),
+    "generated/erp down": Failure(
+        _finalized,
+        "erp.invoice:502=1",
+        "erp.post_invoice",
+        "budget_exhausted",
+        [502] * DEFAULT_ATTEMPTS,
+    ),
+    "paid/crm refuses": Failure(
+        _paid, "crm.tasks:422=1", "crm.record_payment", "validation", [422]
+    ),
+    "paid/erp down": Failure(
+        _paid,
+        "erp.customerpayment:503=1",
+        "erp.apply_payment",
+        "budget_exhausted",
+        [503] * DEFAULT_ATTEMPTS,
+    ),
+    "payment failed/support down": Failure(
+        _payment_failed,
+        "support.tickets:502=1",
+        "support.open_ticket",
+        "budget_exhausted",
+        [502] * REAL_TIME_ATTEMPTS,
+    ),
+    "payment failed/support refuses": Failure(
+        _payment_failed, "support.tickets:422=1", "support.open_ticket", "validation", [422]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FAILURES.values(), ids=FAILURES.keys())
+async def test_failure_becomes_an_exception_with_its_lineage(
+    concord: Concord, case: Failure
+) -> None:
+    event = await case.trigger(concord)
+    await concord.set_faults(case.faults)
+
+    answer = await concord.stripe(event)
+    await concord.run_workers()
+
+    cid = answer["correlation_id"]
+    detail = await concord.transaction(cid)
+    assert detail["state"] == "exception"
+    step = steps_of(detail)[case.step]
+    assert step["state"] == "failed_terminal"
+    assert [a["http_status"] for a in step["attempts"]] == case.statuses
+    assert {a["outcome"] for a in step["attempts"]} == {"failed"}
+    # Terminal errors stop after one attempt; retryable ones until the budget is spent.
+    assert step["error_class"] == ("retryable" if case.exhausted else "terminal")
+    [item] = [e for e in await concord.open_exceptions() if e["correlation_id"] == cid]
+    assert item["classification"] == case.classification
+    assert case.step in item["message"]
+    if case.exhausted:
+        assert "retry budget exhausted" in item["message"]
+    else:
+        assert "injected fault" in item["message"]
+
+
+async def test_renewal_risk_with_a_refusing_crm_is_an_exception(concord: Concord) -> None:
+    billing = await concord.billing_subscription()
+    await concord.stripe(created_event(id=billing["id"], customer=billing["customer"]))
+    await concord.run_workers()
+    await concord.set_faults("crm.tasks:422=1")
+
+    [answer] = await concord.hubspot([renewal_risk_event(billing["id"])])
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "exception"
+    step = steps_of(detail)["crm.create_success_task"]
+    assert [a["http_status"] for a in step["attempts"]] == [422]
+    [item] = await concord.open_exceptions()
+    assert item["correlation_id"] == answer["correlation_id"]
+    assert item["classification"] == "validation"
+    assert "tasks" not in by_type(await concord.ledger("crm"))
+
+
+async def test_amendment_refused_by_the_erp_restores_the_crm_contract_value(
+    concord: Concord,
+) -> None:
+    event = await _amendment(concord)
+    assert (await concord.crm_object("deals", SUB_ID))["properties"]["amount"] == "240.00"
+    await concord.set_faults("erp.revenueplan:422=1")
+
+    answer = await concord.stripe(event)
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "reversed"
+    steps = steps_of(detail)
+    assert {name: s["state"] for name, s in steps.items()} == {
+        "crm.update_contract": "compensated",
+        "erp.amend_contract": "failed_terminal",
+    }
+    assert [a["http_status"] for a in steps["erp.amend_contract"]["attempts"]] == [422]
+    # The CRM saw the new value and then the old one again; the ERP kept only the first plan.
+    deal = (await concord.crm_object("deals", SUB_ID))["properties"]
+    assert (deal["amount"], deal["dealstage"]) == ("240.00", "closedwon")
+    plans = by_type(await concord.ledger("erp"))["revenueplan"]
+    assert [p["total"] for p in plans] == [240.0]
+    [item] = await concord.open_exceptions()
+    assert item["correlation_id"] == answer["correlation_id"]
+    assert "undone" in (item["suggested_action"] or "")
