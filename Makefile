@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo lint test clean
+.PHONY: install demo lint test clean bench bench-quick chaos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Concord needs Python 3.11 or newer: run make with PYTHON=python3.11")'
@@ -26,6 +26,23 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Benchmarks (bench/, docs/performance.md): PostgreSQL and Redis from the same variables as the
+# tests; results go to bench/results/. bench-quick runs each at a size of about a minute.
+BENCH_ENV = CONCORD_TEST_DATABASE_URL=$${CONCORD_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+BENCHES := e2e_throughput latency lineage_writes lookup dashboard_load
+
+bench: $(STAMP)
+	$(BENCH_ENV) $(BIN)/python -m bench.reconcile
+	@for b in $(BENCHES); do echo "== bench.$$b"; $(BENCH_ENV) $(BIN)/python -m bench.$$b || exit 1; done
+
+bench-quick: $(STAMP)
+	$(BENCH_ENV) $(BIN)/python -m bench.reconcile --invoices 100000 --runs 2 --out bench/results/quick/reconcile.json
+	@for b in $(BENCHES); do echo "== bench.$$b --quick"; $(BENCH_ENV) $(BIN)/python -m bench.$$b --quick --out bench/results/quick/$$b.json || exit 1; done
+
+# The fault-injection suite at full size (CI runs a smaller CONCORD_CHAOS_EVENTS).
+chaos: $(STAMP)
+	CONCORD_CHAOS_EVENTS=3000 $(BIN)/pytest -q tests/chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache concord.db concord.db-wal concord.db-shm

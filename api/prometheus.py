@@ -25,7 +25,7 @@ CLASSIFICATIONS = frozenset(
         "validation",
         "mapping_missing",
         "conflict",
-        "budget_exhausted",
+        "retry_budget_exhausted",
         "auth",
         "terminal",
     }

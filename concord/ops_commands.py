@@ -306,7 +306,7 @@ def resolve(
 
 def exceptions(
     classification: Annotated[
-        str | None, typer.Option(help="e.g. budget_exhausted, validation, mapping_missing.")
+        str | None, typer.Option(help="e.g. retry_budget_exhausted, validation, mapping_missing.")
     ] = None,
     owner: Annotated[str | None, typer.Option(help="Only this owner's.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only this workflow's.")] = None,

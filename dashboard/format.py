@@ -125,7 +125,7 @@ def badge_color(state: str | None) -> str:
 
 
 def humanize(name: str | None) -> str:
-    """ "budget_exhausted" -> "Budget exhausted"."""
+    """ "retry_budget_exhausted" -> "Retry budget exhausted"."""
     if not name:
         return "—"
     text = name.replace("_", " ").replace(".", " · ")

@@ -64,7 +64,11 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # The API and workers write from separate processes: wait for the lock, don't fail.
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # No pre-ping: with asyncpg it costs three round trips per checkout, a third of a
+        # transaction's (docs/performance.md). After a database restart the first statement on
+        # a stale connection fails, SQLAlchemy discards the whole pool, and that one job is
+        # re-run by the sweeper (or that one webhook is redelivered by its sender).
+        kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
     engine = create_async_engine(target, **kwargs)
     if target.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

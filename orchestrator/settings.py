@@ -31,6 +31,11 @@ class OrchestratorSettings(QueueSettings):
     # A job longer than this is cancelled; the lease outlives it so no other worker overlaps.
     job_timeout_s: int = 60
     lease_s: int = 90
+    # How often an idle worker asks Redis for due jobs. arq's 0.5 s default added up to half a
+    # second to every wake-up and retry (docs/performance.md); 50 ms costs 20 cheap calls a second.
+    poll_delay_s: float = Field(default=0.05, gt=0, le=5)
+    # Jobs one worker runs at once (each holds a database connection while it runs).
+    max_jobs: int = Field(default=20, ge=1, le=500)
     max_attempts: int = 5
     retry_base_s: float = 1.0
     retry_cap_s: float = 300.0

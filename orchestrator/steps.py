@@ -183,7 +183,7 @@ async def _retryable(
             StepOutcome.FAILED,
             step,
             step_id=row.id,
-            classification="budget_exhausted",
+            classification="retry_budget_exhausted",
             reason=f"{step.name}: retry budget exhausted after {spent}; last error: {exc}",
         )
     delay = backoff_s(

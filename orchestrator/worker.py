@@ -165,7 +165,8 @@ def build_worker(
         "job_timeout": settings.job_timeout_s,
         # On SIGTERM, in-flight jobs get this long to finish before they are cancelled.
         "job_completion_wait": settings.job_timeout_s,
-        "max_jobs": 20,
+        "max_jobs": settings.max_jobs,
+        "poll_delay": settings.poll_delay_s,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
     }
     options.update(overrides)

@@ -108,7 +108,7 @@ async def test_exceptions_table_then_resolve(
         "id", "correlation", "id", "workflow", "classification", "age", "owner", "suggested", "action"
     ]  # fmt: skip
     assert cid in row
-    assert "budget_exhausted" in row
+    assert "retry_budget_exhausted" in row
     assert "invoice" in row
     assert total == "1 open exception"
     assert (none.returncode, none.stdout) == (0, "no open exceptions\n")

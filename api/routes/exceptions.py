@@ -49,7 +49,9 @@ async def list_exceptions(
     ] = ExceptionStatus.OPEN,
     classification: Annotated[
         str | None,
-        Query(max_length=32, description="e.g. budget_exhausted, validation, mapping_missing"),
+        Query(
+            max_length=32, description="e.g. retry_budget_exhausted, validation, mapping_missing"
+        ),
     ] = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,

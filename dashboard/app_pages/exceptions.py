@@ -10,7 +10,7 @@ from dashboard.format import add_money, duration, humanize, money, money_map
 from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error
 
 CLASSIFICATIONS = ["", "connection", "timeout", "rate_limit", "validation", "mapping_missing",
-                   "conflict", "budget_exhausted", "auth", "terminal"]  # fmt: skip
+                   "conflict", "retry_budget_exhausted", "auth", "terminal"]  # fmt: skip
 PRESSURE = ("connection", "timeout", "rate_limit")
 
 

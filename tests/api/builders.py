@@ -168,7 +168,7 @@ async def add_run(
                 correlation_id=tx.correlation_id,
                 step_id=step.id,
                 status=ExceptionStatus.OPEN,
-                classification="budget_exhausted",
+                classification="retry_budget_exhausted",
                 message=f"{STEP}: 2 attempts failed",
                 suggested_action="check the target system's health, then replay",
                 created_at=now,

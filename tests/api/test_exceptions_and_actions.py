@@ -70,7 +70,7 @@ async def test_queue_filters_sorts_and_assigns(
         first.correlation_id,
     ]
     item = oldest["items"][0]
-    assert item["classification"] == "budget_exhausted"
+    assert item["classification"] == "retry_budget_exhausted"
     assert item["suggested_action"] == "check the target system's health, then replay"
     assert item["age_s"] >= 0
     assert item["owner"] is None

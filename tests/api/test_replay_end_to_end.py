@@ -90,7 +90,7 @@ async def test_replays_after_an_erp_outage_post_each_invoice_once(
     queue = ok(await client.get("/v1/exceptions", headers=ops))
     assert isinstance(queue, dict)
     assert sorted(i["correlation_id"] for i in queue["items"]) == sorted(c for c, _ in posted)
-    assert {i["classification"] for i in queue["items"]} == {"budget_exhausted"}
+    assert {i["classification"] for i in queue["items"]} == {"retry_budget_exhausted"}
 
     single = ok(
         await client.post(

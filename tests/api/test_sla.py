@@ -192,6 +192,6 @@ async def test_metrics_exposes_the_same_figures_with_bounded_labels(
     assert 'concord_transactions{state="posted",workflow="invoice_generated"} 12.0' in lines
     assert 'concord_transactions{state="ignored",workflow="none"} 1.0' in lines
     assert (
-        'concord_open_exceptions{classification="budget_exhausted",workflow="invoice_generated"} 1.0'
+        'concord_open_exceptions{classification="retry_budget_exhausted",workflow="invoice_generated"} 1.0'
         in lines
     )

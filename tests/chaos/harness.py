@@ -41,6 +41,10 @@ class System:
             "CONCORD_DATABASE_URL": self.database_url,
             "CONCORD_REDIS_URL": self.redis_url,
             "CONCORD_ERP_URL": self.erp_url,
+            # Every sandbox system, so subscription and payment workflows reach theirs too.
+            "CONCORD_CRM_URL": self.erp_url.removesuffix("/erp") + "/crm",
+            "CONCORD_PROVISIONING_URL": self.erp_url.removesuffix("/erp") + "/provisioning",
+            "CONCORD_SUPPORT_URL": self.erp_url.removesuffix("/erp") + "/support",
             "CONCORD_OUTBOUND_ALLOWLIST": "127.0.0.1",
             # Short leases and a fast sweeper, so recovery shows within a test's patience.
             "CONCORD_JOB_TIMEOUT_S": "5",

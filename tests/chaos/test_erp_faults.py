@@ -14,6 +14,7 @@ from tests.chaos.harness import (
     send_invoices,
     wait_posted,
 )
+from tests.chaos.history import verdict_for_invoices
 
 RETRY_AFTER_S = 1
 FAULTS = (
@@ -36,6 +37,7 @@ async def test_seeded_erp_faults_post_every_invoice_exactly_once(
 
         assert posted == count
         assert_posted_exactly_once(system, invoice_ids)
+        (await verdict_for_invoices(system, sessionmaker, invoice_ids)).assert_ok()
 
     async with sessionmaker() as session:
         attempts = list(

@@ -14,6 +14,7 @@ from tests.chaos.harness import (
     send_invoices,
     wait_posted,
 )
+from tests.chaos.history import verdict_for_invoices
 
 
 async def test_sigkilled_worker_mid_run_loses_and_doubles_nothing(
@@ -32,6 +33,7 @@ async def test_sigkilled_worker_mid_run_loses_and_doubles_nothing(
 
         assert posted == EVENTS
         assert_posted_exactly_once(system, invoice_ids)
+        (await verdict_for_invoices(system, sessionmaker, invoice_ids)).assert_ok()
 
 
 async def test_redis_restart_mid_run_loses_and_doubles_nothing(
@@ -52,6 +54,7 @@ async def test_redis_restart_mid_run_loses_and_doubles_nothing(
 
             assert posted == EVENTS
             assert_posted_exactly_once(system, invoice_ids)
+            (await verdict_for_invoices(system, sessionmaker, invoice_ids)).assert_ok()
             assert all(worker.poll() is None for worker in system.workers)
     finally:
         server.stop()
@@ -70,3 +73,4 @@ async def test_redis_flushed_mid_run_loses_and_doubles_nothing(
 
         assert posted == EVENTS
         assert_posted_exactly_once(system, invoice_ids)
+        (await verdict_for_invoices(system, sessionmaker, invoice_ids)).assert_ok()

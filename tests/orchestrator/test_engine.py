@@ -156,7 +156,7 @@ async def test_exhausted_budget_becomes_an_exception(
     assert step is not None
     assert tx.state is TxState.EXCEPTION
     assert tx.lease_owner is None
-    assert item.classification == "budget_exhausted"
+    assert item.classification == "retry_budget_exhausted"
     assert item.status is ExceptionStatus.OPEN
     assert step.state is StepState.FAILED_TERMINAL
 

@@ -230,7 +230,7 @@ async def test_cancellation_with_the_erp_down_exhausts_its_budget(
     )
 
     assert outcome is Outcome.EXCEPTION
-    assert [i.classification for i in await _exceptions(sessionmaker)] == ["budget_exhausted"]
+    assert [i.classification for i in await _exceptions(sessionmaker)] == ["retry_budget_exhausted"]
 
 
 async def test_paid_before_finalized_waits_then_applies(system: Harness) -> None:

@@ -101,7 +101,7 @@ class Failure:
 
     @property
     def exhausted(self) -> bool:
-        return self.classification == "budget_exhausted"
+        return self.classification == "retry_budget_exhausted"
 
 
 FAILURES = {
@@ -112,7 +112,7 @@ FAILURES = {
         _activation,
         "erp.revenueplan:503=1",
         "erp.upsert_contract",
-        "budget_exhausted",
+        "retry_budget_exhausted",
         [503] * DEFAULT_ATTEMPTS,
     ),
     "canceled/erp refuses": Failure(
@@ -122,7 +122,7 @@ FAILURES = {
         _cancellation,
         "erp.revenueplan:500=1",
         "erp.end_contract",
-        "budget_exhausted",
+        "retry_budget_exhausted",
         [500] * DEFAULT_ATTEMPTS,
     ),
     "amended/crm refuses": Failure(
@@ -135,7 +135,7 @@ FAILURES = {
         _finalized,
         "erp.invoice:502=1",
         "erp.post_invoice",
-        "budget_exhausted",
+        "retry_budget_exhausted",
         [502] * DEFAULT_ATTEMPTS,
     ),
     "paid/crm refuses": Failure(
@@ -145,14 +145,14 @@ FAILURES = {
         _paid,
         "erp.customerpayment:503=1",
         "erp.apply_payment",
-        "budget_exhausted",
+        "retry_budget_exhausted",
         [503] * DEFAULT_ATTEMPTS,
     ),
     "payment failed/support down": Failure(
         _payment_failed,
         "support.tickets:502=1",
         "support.open_ticket",
-        "budget_exhausted",
+        "retry_budget_exhausted",
         [502] * REAL_TIME_ATTEMPTS,
     ),
     "payment failed/support refuses": Failure(

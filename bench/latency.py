@@ -1,0 +1,184 @@
+"""Real-time latency of `invoice.payment_failed`: from the send of the signed webhook to the end
+of the workflow's last step (CRM flag, support ticket, dunning task, run side by side), at a
+steady open-loop rate; and the intake acknowledgement (the 202) on its own.
+
+Rate: half the end-to-end maximum measured by bench/e2e_throughput.py when its JSON is there
+(that maximum is for one-step invoices; this workflow has three steps), else `--rate`.
+Baseline in the same run: the sandbox round trip alone, i.e. the same three calls through the
+same connectors, concurrently, at the same rate, with no Concord in between.
+
+    python -m bench.latency [--rate R] [--duration 30] [--runs 3] [--poll-delay S] [--quick]
+"""
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import common, load
+from orchestrator.connectors.hubspot import HubSpotCrm
+from orchestrator.connectors.ops import ZendeskSupport
+from orchestrator.connectors.ports import CallContext
+from orchestrator.targets_http import HubSpotAccounts, OpsTickets
+
+DATABASE = "concord_bench_latency"
+TARGETS = {"e2e_p99_ms": 250.0, "ack_p99_ms": 20.0}
+
+
+def default_rate(out: str | None) -> float:
+    """Half the e2e maximum from the e2e result beside this one (make bench-quick writes both
+    to bench/results/quick/), else 20/s."""
+    path = (Path(out).parent if out else common.RESULTS) / "e2e_throughput.json"
+    if path.exists():
+        eps = float(json.loads(path.read_text())["metrics"]["events_per_s"]["median"])
+        return max(1.0, round(eps / 2, 1))
+    return 20.0
+
+
+async def concord_run(system: common.Concord, rate: float, count: int) -> dict[str, float]:
+    items = load.deliveries(count, "invoice.payment_failed")
+    sent = await load.send_at_rate(system.api_url, items, rate_per_s=rate)
+    if sent.failures:
+        raise RuntimeError(f"{sent.failures} deliveries were not accepted")
+    conn = await asyncpg.connect(system.database_url)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            rows = await conn.fetch(
+                "SELECT t.correlation_id, t.state, max(s.ended_at) AS done"
+                " FROM business_transaction t LEFT JOIN workflow_step s USING (correlation_id)"
+                " WHERE t.correlation_id = ANY($1::varchar[]) GROUP BY 1, 2",
+                sent.correlation_ids,
+            )
+            if all(r["state"] == "posted" for r in rows) and len(rows) == count:
+                break
+            if time.monotonic() > deadline:
+                states = sorted({r["state"] for r in rows})
+                raise TimeoutError(f"not every transaction posted within 300 s: {states}")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    done: dict[str, datetime] = {r["correlation_id"]: r["done"] for r in rows}
+    e2e = [
+        (done[cid].timestamp() - started) * 1000
+        for cid, started in zip(sent.correlation_ids, sent.started_at, strict=True)
+    ]
+    ack = [s * 1000 for s in sent.ack_s]
+    return {
+        "sender_retries": float(sent.retries),
+        **{f"e2e_p{q}_ms": common.percentile(e2e, q) for q in (50, 95, 99)},
+        **{f"ack_p{q}_ms": common.percentile(ack, q) for q in (50, 95, 99)},
+    }
+
+
+async def baseline_run(sandbox_url: str, rate: float, count: int) -> dict[str, float]:
+    allow = ["127.0.0.1"]
+    crm = HubSpotAccounts(HubSpotCrm(f"{sandbox_url}/crm", timeout_s=10, allow=allow))
+    support = OpsTickets(ZendeskSupport(f"{sandbox_url}/support", timeout_s=10, allow=allow))
+    latencies: list[float] = []
+    stamp = time.time_ns()
+
+    async def one(i: int) -> None:
+        ctx = CallContext(correlation_id=f"bench-{stamp}-{i}", idempotency_key=f"bench-{stamp}-{i}")
+        start = time.perf_counter()
+        await asyncio.gather(
+            crm.create_task(
+                external_id=f"pf:{stamp}:{i}", subject="s", body="b", due=None, ctx=ctx
+            ),
+            support.open_ticket(
+                external_id=f"pf:{stamp}:{i}", customer_id="cus_1", subject="s", body="b", ctx=ctx
+            ),
+            crm.create_task(
+                external_id=f"dn:{stamp}:{i}", subject="s", body="b", due=None, ctx=ctx
+            ),
+        )
+        latencies.append((time.perf_counter() - start) * 1000)
+
+    try:
+        tasks = []
+        begin = time.perf_counter()
+        for i in range(count):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    finally:
+        await crm.aclose()
+        await support.aclose()
+    return {f"sandbox_round_trip_p{q}_ms": common.percentile(latencies, q) for q in (50, 95, 99)}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    rate = args.rate or default_rate(args.out)
+    count = max(10, int(rate * args.duration))
+    common.flush_redis(common.REDIS_URL)
+    url = await common.recreate_database(DATABASE)
+    metrics: dict[str, list[float]] = {}
+    with common.PeakRss() as peaks, common.concord(url) as system:
+        system.start_sandbox()
+        system.start_api()
+        system.start_workers(2, poll_delay_s=args.poll_delay)
+        system.watch_all(peaks)
+        await common.wait_for_workers(common.REDIS_URL, "concord:queue:health-check")
+        await concord_run(system, rate, min(count, 20))  # warm-up
+        await baseline_run(system.sandbox_url, rate, min(count, 20))
+        for _ in range(args.runs):
+            for name, value in {
+                **await concord_run(system, rate, count),
+                **await baseline_run(system.sandbox_url, rate, count),
+            }.items():
+                metrics.setdefault(name, []).append(value)
+    units = {k: ("deliveries" if k == "sender_retries" else "ms") for k in metrics}
+    worker = (
+        f"arq poll_delay {args.poll_delay}s" if args.poll_delay is not None else "concord worker"
+    )
+    common.print_table(
+        f"payment_failed latency at {rate}/s, {count} events per run, {worker}",
+        common.stat_rows(metrics, units),
+    )
+    common.print_memory(peaks.peaks_mb)
+    med = {k: common.summary(v)["median"] for k, v in metrics.items()}
+    targets = {
+        "e2e_p99_at_most_250ms": med["e2e_p99_ms"] <= TARGETS["e2e_p99_ms"],
+        "ack_p99_at_most_20ms": med["ack_p99_ms"] <= TARGETS["ack_p99_ms"],
+    }
+    ratio = med["e2e_p99_ms"] / med["sandbox_round_trip_p99_ms"]
+    print(f"\np99 end-to-end / sandbox round trip: {ratio:.1f}x\ntargets: {targets}")  # noqa: T201
+    return {
+        "rate_per_s": rate,
+        "events_per_run": count,
+        "runs": args.runs,
+        "worker_poll_delay_s": args.poll_delay,
+        "metrics": {k: {"values": v, **common.summary(v)} for k, v in metrics.items()},
+        "units": units,
+        "p99_ratio_to_sandbox_round_trip": ratio,
+        "targets_met": targets,
+        "peak_rss_mb": peaks.peaks_mb,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=None, help="events per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of sending per run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--poll-delay", type=float, default=None, help="CONCORD_POLL_DELAY_S for the workers"
+    )
+    parser.add_argument("--quick", action="store_true", help="8 s per run, 2 runs")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.runs = 8.0, 2
+    name = "latency" if args.poll_delay is None else f"latency_poll_{args.poll_delay}"
+    common.write_json(name, asyncio.run(main_async(args)), args.out)
+
+
+if __name__ == "__main__":
+    main()
