@@ -37,7 +37,10 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_SKIP_REASON = "CONCORD_TEST_DATABASE_URL is not set: the PostgreSQL half of the suite is skipped"
 # Tests own this Redis database index and flush it before and after each test; two test runs
 # sharing one Redis pick different indexes with CONCORD_TEST_REDIS_DB.
-TEST_REDIS_DB = int(os.environ.get("CONCORD_TEST_REDIS_DB", "13"))
+# Under pytest-xdist each worker (gw0, gw1, ...) takes the next index up.
+TEST_REDIS_DB = int(os.environ.get("CONCORD_TEST_REDIS_DB", "13")) + int(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0
+)
 
 _counter = itertools.count()
 
