@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from lineage.enums import Role
 from orchestrator.settings import OrchestratorSettings
 from sandbox.app import create_sandbox_app
 from tests.factories import subscription_event
@@ -34,17 +33,9 @@ BURST_CHANCE = 0.3
 
 
 @pytest.fixture
-async def in_order(
-    database_url: str,
-    redis_url: str,
-    sandbox_url: str,
-    worker_settings: OrchestratorSettings,
-    api_keys: dict[Role, str],
-) -> AsyncIterator[Concord]:
-    async with concord_system(
-        database_url, redis_url, sandbox_url, worker_settings, api_keys[Role.VIEWER]
-    ) as system:
-        yield system
+def in_order(concord: Concord) -> Concord:
+    """The system the events are delivered to once each, in order."""
+    return concord
 
 
 @pytest.fixture

@@ -4,13 +4,8 @@ systems as targets, effects read from their ledgers and vendor APIs, lineage fro
 The main failure paths are in test_workflows_http_failures.py.
 """
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from lineage.enums import Role
-from orchestrator.settings import OrchestratorSettings
 from tests.factories import (
     fixture_subscription,
     new_invoice,
@@ -21,7 +16,6 @@ from tests.factories import (
 from tests.support.concord_http import (
     Concord,
     by_type,
-    concord_system,
     created_event,
     renewal_risk_event,
     steps_of,
@@ -30,20 +24,6 @@ from tests.support.concord_http import (
 SUB = fixture_subscription()
 SUB_ID = str(SUB["id"])
 CUSTOMER = "cus_QXg1o8vcGmoR32"
-
-
-@pytest.fixture
-async def concord(
-    database_url: str,
-    redis_url: str,
-    sandbox_url: str,
-    worker_settings: OrchestratorSettings,
-    api_keys: dict[Role, str],
-) -> AsyncIterator[Concord]:
-    async with concord_system(
-        database_url, redis_url, sandbox_url, worker_settings, api_keys[Role.VIEWER]
-    ) as system:
-        yield system
 
 
 def _assert_all_succeeded_once(detail: dict[str, Any], expected: set[str]) -> None:

@@ -2,14 +2,12 @@
 fault controller (/_admin/faults): a terminal 4xx, a retry budget run out against 5xx, and the
 amendment's compensation when the ERP refuses after the CRM was updated."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from lineage.enums import Role
-from orchestrator.settings import OrchestratorSettings
 from tests.factories import (
     fixture_subscription,
     new_invoice,
@@ -20,7 +18,6 @@ from tests.factories import (
 from tests.support.concord_http import (
     Concord,
     by_type,
-    concord_system,
     created_event,
     renewal_risk_event,
     steps_of,
@@ -30,20 +27,6 @@ SUB = fixture_subscription()
 SUB_ID = str(SUB["id"])
 # The worker_settings fixture allows 5 attempts; payment failed's real-time policy allows 4.
 DEFAULT_ATTEMPTS, REAL_TIME_ATTEMPTS = 5, 4
-
-
-@pytest.fixture
-async def concord(
-    database_url: str,
-    redis_url: str,
-    sandbox_url: str,
-    worker_settings: OrchestratorSettings,
-    api_keys: dict[Role, str],
-) -> AsyncIterator[Concord]:
-    async with concord_system(
-        database_url, redis_url, sandbox_url, worker_settings, api_keys[Role.VIEWER]
-    ) as system:
-        yield system
 
 
 # Each trigger delivers what its workflow needs first (without faults), then returns the event
