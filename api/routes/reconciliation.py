@@ -162,8 +162,11 @@ def get_settings(request: Request) -> ReconciliationSettings:
 SettingsDep = Annotated[ReconciliationSettings, Depends(get_settings)]
 FinanceRun = Annotated[Principal, Depends(mutation(Role.FINANCE, action="reconciliation.run"))]
 FinanceResolve = Annotated[Principal, Depends(mutation(Role.FINANCE, action="mismatch.resolve"))]
-# Replay is an operations control (DESIGN.md's roles): finance resolves, ops replays.
-OpsReplay = Annotated[Principal, Depends(mutation(Role.OPS, action="mismatch.replay"))]
+# Issue #6: finance or ops may replay what a mismatch links to (the transaction replay route
+# stays ops-only, as DESIGN.md's roles say); the same safety checks apply either way.
+OpsReplay = Annotated[
+    Principal, Depends(mutation(Role.FINANCE, Role.OPS, action="mismatch.replay"))
+]
 
 
 @router.post(

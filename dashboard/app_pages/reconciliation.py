@@ -126,7 +126,8 @@ def _drill(c: Ctx, m: dict[str, Any]) -> None:
         st.page_link(
             "app_pages/transactions.py", label=f"Lineage of {cid} →", query_params={"q": cid}
         )
-    if c.identity.can_operate and m.get("status", "open") == "open" and m.get("correlation_ids"):
+    may_replay = c.identity.can_operate or c.identity.can_reconcile
+    if may_replay and m.get("status", "open") == "open" and m.get("correlation_ids"):
         _replay(c, m)
     if c.identity.can_reconcile and m.get("status", "open") == "open":
         with st.form("recon_resolve_form", border=False):
@@ -244,7 +245,7 @@ def render() -> None:
                 unavailable("Triggering a run", "POST /v1/reconciliation/runs")
         else:
             st.caption("Triggering runs and resolving mismatches is for the finance role; "
-                       "replaying the transactions behind a mismatch is for ops.")  # fmt: skip
+                       "replaying the transactions behind a mismatch is for finance and ops.")  # fmt: skip
     _mismatches(c)
 
 

@@ -55,7 +55,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/mismatches"): READ,
     ("GET", "/v1/mismatches/{mismatch_id}"): READ,
     ("POST", "/v1/mismatches/{mismatch_id}/resolve"): FINANCE,
-    ("POST", "/v1/mismatches/{mismatch_id}/replay"): OPS,
+    ("POST", "/v1/mismatches/{mismatch_id}/replay"): OPS | FINANCE,
     ("GET", "/v1/operations"): READ,
     ("GET", "/v1/audit"): ADMIN,
     ("POST", "/v1/keys"): ADMIN,

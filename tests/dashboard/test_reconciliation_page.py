@@ -43,11 +43,12 @@ async def _mismatch_of(seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSes
     return mismatch.id
 
 
-async def test_ops_replays_from_a_mismatch_with_a_reason(
-    seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize("role", [Role.OPS, Role.FINANCE])
+async def test_ops_or_finance_replays_from_a_mismatch_with_a_reason(
+    seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession], role: Role
 ) -> None:
     mismatch_id = await _mismatch_of(seeded, sessionmaker)
-    at = page(signed_in(seeded, Role.OPS, recon_selected=mismatch_id), "reconciliation")
+    at = page(signed_in(seeded, role, recon_selected=mismatch_id), "reconciliation")
     assert not at.exception
     assert at.button(key="recon_replay_go").disabled  # no reason yet
 
@@ -59,14 +60,14 @@ async def test_ops_replays_from_a_mismatch_with_a_reason(
     assert tx(seeded, seeded.failed)["run_count"] == 2
     [row] = audit(seeded, "mismatch.replay")
     assert (row["actor"], row["role"], row["target"]) == (
-        "test-ops",
-        "ops",
+        f"test-{role.value}",
+        role.value,
         f"mismatch:{mismatch_id}",
     )
     assert row["reason"] == "ERP was down when it posted"
 
 
-@pytest.mark.parametrize("role", [Role.VIEWER, Role.FINANCE])
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.EXECUTIVE])
 async def test_roles_that_may_not_replay_see_no_replay_control(
     seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession], role: Role
 ) -> None:
