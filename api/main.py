@@ -63,7 +63,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = make_engine(settings.database_url, echo=settings.database_echo)
+        engine = make_engine(
+            settings.database_url,
+            echo=settings.database_echo,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout_s=settings.database_pool_timeout_s,
+        )
         arq = queue_pool(settings.redis_url)
         sessionmaker = make_sessionmaker(engine)
         runner = BulkRunner(

@@ -94,6 +94,9 @@ class StepRead(ReadModel):
     ended_at: datetime | None
     error_class: ErrorClass | None
     error_message: str | None
+    # What the step read or decided for later steps (an enrichment's context, a proration's
+    # amount and the mappings version it was coded with); None for most steps.
+    output: dict[str, Any] | None = None
     attempts: list[AttemptRead]
 
 

@@ -25,6 +25,13 @@ class ApiSettings(QueueSettings):
     webhook_tolerance_s: int = 300
     max_body_bytes: int = 256 * 1024
 
+    # The API's own PostgreSQL pool (the worker keeps lineage.db's defaults). A request waits at
+    # most `database_pool_timeout_s` for a connection, then gets 503 with Retry-After: a webhook
+    # sender retries later instead of holding on for a 500 after SQLAlchemy's 30 s.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout_s: float = Field(default=5.0, gt=0)
+
     # Mutating control-plane calls, per API key: a token bucket of `burst` tokens refilled at
     # `rate_per_minute`. A burst of replays beyond it gets 429 with Retry-After.
     mutation_rate_per_minute: float = Field(default=60.0, gt=0)

@@ -278,6 +278,7 @@ class Concord:
             "CONCORD_CRM_URL": f"{self.sandbox_url}/crm",
             "CONCORD_PROVISIONING_URL": f"{self.sandbox_url}/provisioning",
             "CONCORD_SUPPORT_URL": f"{self.sandbox_url}/support",
+            "CONCORD_ANALYTICS_URL": f"{self.sandbox_url}/analytics",
             "CONCORD_OUTBOUND_ALLOWLIST": "127.0.0.1",
             # The benchmark measures Concord, not a politeness limit towards the ERP.
             "CONCORD_RATE_LIMITS": "{}",

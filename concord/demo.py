@@ -123,7 +123,7 @@ def _environment(options: DemoOptions, api_url: str) -> dict[str, str]:
     sandbox_url = f"http://127.0.0.1:{options.sandbox_port}"
     env.setdefault("CONCORD_STRIPE_WEBHOOK_SECRET", f"whsec_demo_{secrets.token_hex(16)}")
     env.setdefault("CONCORD_HUBSPOT_CLIENT_SECRET", secrets.token_hex(16))
-    for system in ("billing", "erp", "crm", "provisioning", "support"):
+    for system in ("billing", "erp", "crm", "provisioning", "support", "analytics"):
         env.setdefault(f"CONCORD_{system.upper()}_URL", f"{sandbox_url}/{system}")
     # The sandbox is on loopback; nothing else private is reachable from the demo's workers.
     env.setdefault("CONCORD_OUTBOUND_ALLOWLIST", "127.0.0.1")

@@ -14,7 +14,16 @@ from dashboard.format import duration, humanize, money, parse_time, state_color
 
 Row = dict[str, Any]
 FONT = "Inter, 'Source Sans Pro', system-ui, sans-serif"
-SYSTEM_ORDER = ["billing", "concord", "crm", "erp", "provisioning", "support", "payments"]
+SYSTEM_ORDER = [
+    "analytics",
+    "billing",
+    "concord",
+    "crm",
+    "erp",
+    "provisioning",
+    "support",
+    "payments",
+]
 OUTCOME_COLORS = {
     "succeeded": "#2e9d5b",
     "conflict_found": "#5b8def",

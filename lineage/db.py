@@ -57,7 +57,17 @@ def is_sqlite(url: str) -> bool:
     return async_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout_s: float = 30.0,
+) -> AsyncEngine:
+    """The pool arguments apply to PostgreSQL; SQLite keeps SQLAlchemy's own pool (an in-memory
+    database has no queue to wait in). `pool_timeout_s` bounds the wait for a free connection,
+    after which SQLAlchemy raises sqlalchemy.exc.TimeoutError."""
     target = async_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if target.get_backend_name() == "sqlite":
@@ -68,7 +78,12 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # transaction's (docs/performance.md). After a database restart the first statement on
         # a stale connection fails, SQLAlchemy discards the whole pool, and that one job is
         # re-run by the sweeper (or that one webhook is redelivered by its sender).
-        kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
+        kwargs.update(
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout_s,
+            pool_recycle=1800,
+        )
     engine = create_async_engine(target, **kwargs)
     if target.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

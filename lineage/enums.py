@@ -7,6 +7,7 @@ class System(StrEnum):
     ERP = "erp"
     PROVISIONING = "provisioning"
     SUPPORT = "support"
+    ANALYTICS = "analytics"
     CONCORD = "concord"
 
 

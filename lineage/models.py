@@ -166,6 +166,9 @@ class WorkflowStep(Base):
     ended_at: Mapped[datetime | None]
     error_class: Mapped[ErrorClass | None]
     error_message: Mapped[str | None] = mapped_column(Text)
+    # What the step read or decided for later steps of the transaction (enrichment, the
+    # mappings version it coded with); None for steps that hand nothing on.
+    output: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
 
 
 class StepAttempt(Base):

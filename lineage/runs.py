@@ -1,8 +1,9 @@
 """Write side used by the workflow engine: claims, runs, steps, attempts, refs and exceptions."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +35,8 @@ class Claim:
     transaction: BusinessTransaction
     run: WorkflowRun
     step_states: dict[str, StepState]
+    # What this run's succeeded steps handed on, by step name.
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 async def claim(
@@ -83,11 +86,30 @@ async def claim(
         )
         session.add(run)
         await session.flush()
-    states = {
-        step.name: step.state
-        for step in await session.scalars(select(WorkflowStep).where(WorkflowStep.run_id == run.id))
-    }
-    return Claim(row, run, states)
+    steps = list(
+        await session.execute(
+            select(WorkflowStep.name, WorkflowStep.state, WorkflowStep.output).where(
+                WorkflowStep.run_id == run.id
+            )
+        )
+    )
+    outputs = {name: output for name, state, output in steps if output is not None}
+    return Claim(row, run, {name: state for name, state, _ in steps}, outputs)
+
+
+async def earlier_outputs(session: AsyncSession, correlation_id: str) -> dict[str, dict[str, Any]]:
+    """The latest output of each step across the transaction's runs, for a replay that starts
+    after the steps that produced them."""
+    rows = await session.execute(
+        select(WorkflowStep.name, WorkflowStep.output)
+        .where(
+            WorkflowStep.correlation_id == correlation_id,
+            WorkflowStep.state == StepState.SUCCEEDED,
+            WorkflowStep.output.is_not(None),
+        )
+        .order_by(WorkflowStep.id)
+    )
+    return {name: output for name, output in rows.all()}  # noqa: C416 - Row is not a pair
 
 
 async def start_attempt(
@@ -141,6 +163,7 @@ async def finish_attempt(
     http_status: int | None = None,
     target_ref: str | None = None,
     next_attempt_at: datetime | None = None,
+    output: Mapping[str, Any] | None = None,
 ) -> None:
     await session.execute(
         update(StepAttempt)
@@ -154,7 +177,7 @@ async def finish_attempt(
             target_ref=target_ref,
         )
     )
-    done = step_state in (StepState.SUCCEEDED, StepState.FAILED_TERMINAL)
+    done = step_state in (StepState.SUCCEEDED, StepState.SKIPPED, StepState.FAILED_TERMINAL)
     await session.execute(
         update(WorkflowStep)
         .where(WorkflowStep.id == attempt.step_id)
@@ -164,6 +187,7 @@ async def finish_attempt(
             error_message=error_message,
             next_attempt_at=next_attempt_at,
             ended_at=now if done else None,
+            output=dict(output) if output is not None else None,
         )
     )
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from orchestrator.mappings import Mappings
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.targets import Billing, Crm, ErpLedger, Provisioning, Support
+from orchestrator.targets import Analytics, Billing, Crm, ErpLedger, Provisioning, Support
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class WorkerDeps:
     billing: Billing
     provisioning: Provisioning
     support: Support
+    analytics: Analytics
     limiter: TokenBucket
     mappings: Mappings
 

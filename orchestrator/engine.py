@@ -10,8 +10,10 @@ import dataclasses
 import logging
 import os
 import random
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,7 +29,7 @@ from orchestrator.connectors.ports import TargetRecord
 from orchestrator.deps import WorkerDeps
 from orchestrator.flows import WORKFLOWS, business_rank
 from orchestrator.steps import StepOutcome, StepResult, backoff_s, context, run_step
-from orchestrator.workflows import StepSpec, WorkflowSpec
+from orchestrator.workflows import StepSkipped, StepSpec, WorkflowSpec
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +118,17 @@ async def _run_steps(
     isolated = await _isolate_poison(deps, claimed, pending)
     if isolated is not None:
         return isolated
+    outputs = await _outputs(deps, claimed, start > 0)
     while pending:
         # Independent branches (every dependency met) run concurrently.
         ready = [step for step in pending if set(step.depends_on) <= done]
-        results = await asyncio.gather(*(run_step(deps, claimed, s, data) for s in ready))
-        done |= {r.step.name for r in results if r.outcome is StepOutcome.SUCCEEDED}
+        results = await asyncio.gather(*(run_step(deps, claimed, s, data, outputs) for s in ready))
+        succeeded = [r for r in results if r.outcome is StepOutcome.SUCCEEDED]
+        done |= {r.step.name for r in succeeded}
+        outputs |= {r.step.name: r.output for r in succeeded if r.output is not None}
         failed = [r for r in results if r.outcome is StepOutcome.FAILED]
         if failed:
-            return await _fail(deps, claimed, spec, data, failed[0], done)
+            return await _fail(deps, claimed, spec, data, failed[0], done, outputs)
         retries = [r for r in results if r.outcome is StepOutcome.RETRY]
         if retries:
             return await _schedule_retry(deps, claimed, retries)
@@ -132,6 +137,18 @@ async def _run_steps(
         await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now())
     await _wake_successors(deps, claimed)
     return Outcome.POSTED
+
+
+async def _outputs(
+    deps: WorkerDeps, claimed: Claim, from_step: bool
+) -> dict[str, Mapping[str, Any]]:
+    """What earlier steps handed on: this run's own, and for a replay that starts at a later
+    step, what the steps it leaves alone recorded in the runs before."""
+    if not from_step:
+        return dict(claimed.outputs)
+    async with deps.sessionmaker() as session:
+        earlier = await runs.earlier_outputs(session, claimed.transaction.correlation_id)
+    return {**earlier, **claimed.outputs}
 
 
 async def _isolate_poison(
@@ -290,13 +307,19 @@ async def _fail(
     data: BaseModel,
     failure: StepResult,
     done: set[str],
+    outputs: Mapping[str, Mapping[str, Any]],
 ) -> Outcome:
-    undone, broken = await _compensate(deps, claimed, spec, data, done)
+    undone: list[str] = []
+    broken = None
+    if failure.step.undo_on_failure:
+        undone, broken = await _compensate(deps, claimed, spec, data, done, outputs)
     message = failure.reason + (f"; compensation failed: {broken}" if broken else "")
     action = (
         "the effects of earlier steps were undone; fix the cause, then replay"
         if undone and not broken
         else "fix the cause named in the message, then replay"
+        if failure.step.undo_on_failure
+        else f"the earlier steps' effects stand; fix the cause, then replay from {failure.step.name}"
     )
     return await _exception(
         deps,
@@ -310,17 +333,25 @@ async def _fail(
 
 
 async def _compensate(
-    deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec, data: BaseModel, done: set[str]
+    deps: WorkerDeps,
+    claimed: Claim,
+    spec: WorkflowSpec,
+    data: BaseModel,
+    done: set[str],
+    outputs: Mapping[str, Mapping[str, Any]],
 ) -> tuple[list[str], str | None]:
     """Undo succeeded steps that declare a compensation, latest first."""
     undone: list[str] = []
+    correlation_id = claimed.transaction.correlation_id
     for step in reversed(spec.steps):
         if step.name not in done or step.compensate is None:
             continue
         try:
             await step.compensate(
-                deps, data, context(claimed.transaction.correlation_id, step, suffix=":compensate")
+                deps, data, context(correlation_id, step, suffix=":compensate", outputs=outputs)
             )
+        except StepSkipped:
+            continue  # the step had posted nothing, so there is nothing to undo
         except ConnectorError as exc:
             return undone, f"{step.name}: {exc}"
         undone.append(step.name)

@@ -3,7 +3,7 @@
 from pydantic import BaseModel
 
 from lineage.enums import System
-from orchestrator import quote_to_cash
+from orchestrator import amendment, quote_to_cash
 from orchestrator.client.canonical import (
     DealEvent,
     Invoice,
@@ -145,7 +145,8 @@ SUBSCRIPTION_ACTIVATED = WorkflowSpec(
 )
 
 
-# --- subscription amended: CRM first, then the ERP; a terminal ERP failure restores CRM ---
+# --- subscription amended (orchestrator.amendment): enrich, CRM, the ERP's proration and
+# contract, analytics; a terminal ERP failure reverses the proration and restores the CRM ---
 
 
 async def _crm_restore(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
@@ -162,15 +163,41 @@ SUBSCRIPTION_AMENDED = WorkflowSpec(
     triggers=("customer.subscription.updated",),
     input_model=SubscriptionChange,
     steps=(
+        StepSpec(amendment.READ_ACCOUNT, System.CRM, amendment.read_account, _customer_id),
+        StepSpec(amendment.READ_DIMENSIONS, System.ERP, amendment.read_dimensions, _customer_id),
         StepSpec(
-            "crm.update_contract", System.CRM, _crm_contract, _sub_id, compensate=_crm_restore
+            "crm.update_contract",
+            System.CRM,
+            _crm_contract,
+            _sub_id,
+            compensate=_crm_restore,
+            depends_on=(amendment.READ_ACCOUNT, amendment.READ_DIMENSIONS),
+        ),
+        StepSpec(
+            "erp.post_proration",
+            System.ERP,
+            amendment.post_proration,
+            amendment.proration_external_id,
+            lookup=amendment.find_proration,
+            compensate=amendment.reverse_proration,
+            depends_on=("crm.update_contract",),
+            uses=(amendment.READ_DIMENSIONS,),
         ),
         StepSpec(
             "erp.amend_contract",
             System.ERP,
             _erp_contract,
             _sub_id,
-            depends_on=("crm.update_contract",),
+            depends_on=("erp.post_proration",),
+        ),
+        StepSpec(
+            amendment.TRACK,
+            System.ANALYTICS,
+            amendment.track,
+            _sub_id,
+            depends_on=("erp.amend_contract",),
+            uses=(amendment.READ_ACCOUNT,),
+            undo_on_failure=False,
         ),
     ),
     sla_s=SLA_S[Workflow.SUBSCRIPTION_AMENDED],

@@ -24,6 +24,11 @@ class OrchestratorSettings(QueueSettings):
     crm_url: str = "http://127.0.0.1:8100/crm"
     provisioning_url: str = "http://127.0.0.1:8100/provisioning"
     support_url: str = "http://127.0.0.1:8100/support"
+    # Segment's Tracking API (https://api.segment.io in production) and the source's write key.
+    analytics_url: str = "http://127.0.0.1:8100/analytics"
+    # The sandbox's own key (sandbox.analytics.DEFAULT_WRITE_KEY, not importable from here);
+    # empty sends no Authorization header, which Segment refuses.
+    analytics_write_key: str = "concord-sandbox-write-key"
     # Hosts or CIDR ranges outbound calls may reach although private, loopback or link-local
     # ("127.0.0.1,10.0.0.0/8"). Empty: only public addresses.
     outbound_allowlist: str = ""
@@ -58,6 +63,8 @@ class OrchestratorSettings(QueueSettings):
     # The ERP accounts a usage summary accrues to: unbilled receivable (debit), usage revenue.
     usage_receivable_account: str = "1210"
     usage_revenue_account: str = "4100"
+    # The account an amendment's proration is accrued to against each product's revenue account.
+    proration_receivable_account: str = "1210"
     # How long an event may wait for its predecessor before it becomes an exception.
     ordering_timeout_s: float = 3600.0
     # The versioned mapping file (TOML); empty: orchestrator/mappings.toml as shipped.

@@ -3,9 +3,11 @@
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -18,7 +20,7 @@ from orchestrator import telemetry
 from orchestrator.connectors.errors import Conflict, ConnectorError, Retryable
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
-from orchestrator.workflows import StepSpec
+from orchestrator.workflows import StepSkipped, StepSpec
 
 
 class StepOutcome(StrEnum):
@@ -35,6 +37,7 @@ class StepResult:
     reason: str = ""
     classification: str = ""
     step_id: int | None = None
+    output: Mapping[str, Any] | None = None
 
 
 def backoff_s(attempt: int, *, base_s: float, cap_s: float, retry_after_s: float | None) -> float:
@@ -43,18 +46,37 @@ def backoff_s(attempt: int, *, base_s: float, cap_s: float, retry_after_s: float
     return max(delay, retry_after_s or 0.0)
 
 
-def context(correlation_id: str, step: StepSpec, *, suffix: str = "") -> CallContext:
+def context(
+    correlation_id: str,
+    step: StepSpec,
+    *,
+    suffix: str = "",
+    outputs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> CallContext:
+    given = outputs or {}
+    earlier = {name: given[name] for name in step.uses if name in given}
     return CallContext(
-        correlation_id=correlation_id, idempotency_key=f"{correlation_id}:{step.name}{suffix}"
+        correlation_id=correlation_id,
+        idempotency_key=f"{correlation_id}:{step.name}{suffix}",
+        earlier=earlier,
     )
 
 
-async def run_step(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseModel) -> StepResult:
-    """Attempt a step once; the attempt is committed before the call and its outcome after."""
+async def run_step(
+    deps: WorkerDeps,
+    claimed: Claim,
+    step: StepSpec,
+    data: BaseModel,
+    outputs: Mapping[str, Mapping[str, Any]],
+) -> StepResult:
+    """Attempt a step once; the attempt is committed before the call and its outcome after.
+
+    `outputs` holds what earlier steps handed on; the step sees those it `uses`.
+    """
     correlation_id = claimed.transaction.correlation_id
     started = time.perf_counter()
     with telemetry.span("concord.step", correlation_id, step=step.name, target=step.target):
-        result = await _attempt(deps, claimed, step, data)
+        result = await _attempt(deps, claimed, step, data, outputs)
     telemetry.STEP_SECONDS.labels(step.name, step.target.value, result.outcome.value).observe(
         time.perf_counter() - started
     )
@@ -63,7 +85,13 @@ async def run_step(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
     return result
 
 
-async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseModel) -> StepResult:
+async def _attempt(
+    deps: WorkerDeps,
+    claimed: Claim,
+    step: StepSpec,
+    data: BaseModel,
+    outputs: Mapping[str, Mapping[str, Any]],
+) -> StepResult:
     correlation_id = claimed.transaction.correlation_id
     wait = await _rate_limit(deps, step)
     if wait:
@@ -77,7 +105,16 @@ async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
     # not hold it, under a key of its own: a target that lost the record (ERP drift) still
     # answers the original key with the lost record's location.
     replay = claimed.run.trigger == "replay"
-    ctx = context(correlation_id, step, suffix=f":run{claimed.run.number}" if replay else "")
+    missing = set(step.uses) - outputs.keys()
+    if missing:
+        return StepResult(
+            StepOutcome.FAILED,
+            step,
+            reason=f"{step.name} needs the output of {sorted(missing)}, which no run recorded",
+            classification="validation",
+        )
+    suffix = f":run{claimed.run.number}" if replay else ""
+    ctx = context(correlation_id, step, suffix=suffix, outputs=outputs)
     forced = claimed.run.force_new_posting and step.fork is not None
     if forced:
         # An admin asked for a second copy: a new external ID, which the replay's lookup
@@ -100,6 +137,17 @@ async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
         record, found = await _call(
             deps, step, data, ctx, external_id, first=attempt.number == 1 and not replay
         )
+    except StepSkipped as skipped:
+        async with deps.sessionmaker.begin() as session:
+            await runs.finish_attempt(
+                session,
+                attempt,
+                now=utc_now(),
+                outcome=AttemptOutcome.SUCCEEDED,
+                step_state=StepState.SKIPPED,
+                output={"skipped": str(skipped)},
+            )
+        return StepResult(StepOutcome.SUCCEEDED, step, step_id=row.id)
     except Retryable as exc:
         return await _retryable(deps, step, row, attempt, exc)
     except ConnectorError as exc:
@@ -120,6 +168,7 @@ async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
             step_state=StepState.SUCCEEDED,
             http_status=record.http_status,
             target_ref=record.record_id,
+            output=record.output,
         )
         await runs.add_external_ref(
             session,
@@ -128,7 +177,7 @@ async def _attempt(deps: WorkerDeps, claimed: Claim, step: StepSpec, data: BaseM
             object_type=record.object_type,
             external_id=record.record_id,
         )
-    return StepResult(StepOutcome.SUCCEEDED, step, step_id=row.id)
+    return StepResult(StepOutcome.SUCCEEDED, step, step_id=row.id, output=record.output)
 
 
 async def _rate_limit(deps: WorkerDeps, step: StepSpec) -> float:

@@ -12,7 +12,13 @@ from typing import Protocol
 from orchestrator.client.canonical import Payment, Subscription
 from orchestrator.client.usage import UsageSummary
 from orchestrator.connectors.hubspot import CrmObject
-from orchestrator.connectors.ports import CallContext, ErpConnector, TargetRecord
+from orchestrator.connectors.ports import (
+    CallContext,
+    CustomerDimensions,
+    ErpConnector,
+    JournalEntryRecord,
+    TargetRecord,
+)
 
 
 class ErpLedger(ErpConnector, Protocol):
@@ -40,6 +46,18 @@ class ErpLedger(ErpConnector, Protocol):
         self, external_id: str, *, ctx: CallContext
     ) -> TargetRecord | None: ...
 
+    async def customer_dimensions(
+        self, customer_id: str, *, ctx: CallContext
+    ) -> CustomerDimensions | None:
+        """The ERP's customer master for a billing customer; None if the ERP has none."""
+        ...
+
+    async def post_journal(self, entry: JournalEntryRecord, *, ctx: CallContext) -> TargetRecord:
+        """A journal entry, once per external ID: a repeat returns the one already posted."""
+        ...
+
+    async def find_journal(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
+
 
 class Crm(Protocol):
     async def upsert_account(self, *, customer_id: str, ctx: CallContext) -> TargetRecord: ...
@@ -65,6 +83,10 @@ class Crm(Protocol):
         ctx: CallContext,
     ) -> CrmObject | None:
         """A record by the CRM's own ID, with its associations; None if it does not exist."""
+        ...
+
+    async def account(self, *, customer_id: str, ctx: CallContext) -> CrmObject | None:
+        """The company Concord keeps for a billing customer, with its deals; None if none."""
         ...
 
     async def aclose(self) -> None: ...
@@ -116,6 +138,27 @@ class Provisioning(Protocol):
 class Support(Protocol):
     async def open_ticket(
         self, *, external_id: str, customer_id: str, subject: str, body: str, ctx: CallContext
+    ) -> TargetRecord: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Analytics(Protocol):
+    """Product analytics (Segment): events only, no reads.
+
+    A repeat is deduplicated by the target on the call's idempotency key, so the step needs no
+    lookup; `external_id` is what the returned record names.
+    """
+
+    async def track(
+        self,
+        *,
+        user_id: str,
+        event: str,
+        properties: dict[str, object],
+        timestamp: datetime | None,
+        external_id: str,
+        ctx: CallContext,
     ) -> TargetRecord: ...
 
     async def aclose(self) -> None: ...

@@ -13,8 +13,10 @@ from orchestrator.connectors.ops import TenantProvisioning, ZendeskSupport
 from orchestrator.connectors.ports import (
     CallContext,
     CompanyRecord,
+    CustomerDimensions,
     CustomerRecord,
     DealRecord,
+    JournalEntryRecord,
     PaymentRecord,
     RevenueScheduleRecord,
     TargetRecord,
@@ -63,15 +65,12 @@ class NetSuiteLedger:
     async def post_usage_summary(self, summary: UsageSummary, *, ctx: CallContext) -> TargetRecord:
         receivable, revenue = self._usage_accounts
         entry = journal_entry(summary, receivable_account=receivable, revenue_account=revenue)
-        try:
-            return await self._erp.post_journal_entry(entry, ctx=ctx)
-        except Conflict:
-            return await self._existing("journalentry", entry.external_id, ctx)
+        return await self.post_journal(entry, ctx=ctx)
 
     async def find_usage_summary(
         self, external_id: str, *, ctx: CallContext
     ) -> TargetRecord | None:
-        return await self._erp.find_record("journalentry", external_id, ctx=ctx)
+        return await self.find_journal(external_id, ctx=ctx)
 
     async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
         coding = code_invoice(self._mappings, invoice)
@@ -83,9 +82,36 @@ class NetSuiteLedger:
     async def upsert_customer(
         self, *, customer_id: str, currency: str, ctx: CallContext
     ) -> TargetRecord:
-        return await self._erp.upsert_customer(
-            CustomerRecord(external_id=customer_id, name=customer_id, currency=currency), ctx=ctx
+        _, entity = self._mappings.legal_entity(customer_id=customer_id, currency=currency)
+        record = CustomerRecord(
+            external_id=customer_id,
+            name=customer_id,
+            currency=currency,
+            subsidiary=entity.subsidiary,
         )
+        return await self._erp.upsert_customer(record, ctx=ctx)
+
+    async def customer_dimensions(
+        self, customer_id: str, *, ctx: CallContext
+    ) -> CustomerDimensions | None:
+        record = await self._erp.read_record("customer", customer_id, ctx=ctx)
+        if record is None:
+            return None
+        subsidiary, currency = record.get("subsidiary"), record.get("currency")
+        return CustomerDimensions(
+            record_id=record["id"],
+            subsidiary=str(subsidiary["id"]) if isinstance(subsidiary, dict) else None,
+            currency=str(currency["refName"]) if isinstance(currency, dict) else None,
+        )
+
+    async def post_journal(self, entry: JournalEntryRecord, *, ctx: CallContext) -> TargetRecord:
+        try:
+            return await self._erp.post_journal_entry(entry, ctx=ctx)
+        except Conflict:
+            return await self._existing("journalentry", entry.external_id, ctx)
+
+    async def find_journal(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        return await self._erp.find_record("journalentry", external_id, ctx=ctx)
 
     async def upsert_contract(
         self, *, subscription: Subscription, ctx: CallContext
@@ -185,6 +211,7 @@ class HubSpotAccounts:
                 stage="closedwon" if value_minor else "closedlost",
                 company_external_id=subscription.customer_id,
                 renewal_date=renewal,
+                renewal_baseline_minor=value_minor or None,
             ),
             ctx=ctx,
         )
@@ -211,6 +238,11 @@ class HubSpotAccounts:
         ctx: CallContext,
     ) -> CrmObject | None:
         return await self._crm.read(object_type, object_id, associations=associations, ctx=ctx)
+
+    async def account(self, *, customer_id: str, ctx: CallContext) -> CrmObject | None:
+        return await self._crm.read(
+            "companies", customer_id, associations=("deals",), by_external_id=True, ctx=ctx
+        )
 
     async def aclose(self) -> None:
         await self._crm.aclose()

@@ -22,11 +22,13 @@ from orchestrator.client.queue import (
 from orchestrator.connectors.hubspot import HubSpotCrm
 from orchestrator.connectors.netsuite import NetSuiteErp
 from orchestrator.connectors.ops import TenantProvisioning, ZendeskSupport
+from orchestrator.connectors.segment import SegmentAnalytics
 from orchestrator.connectors.stripe_billing import StripeBilling
 from orchestrator.deps import WorkerDeps, get_deps
 from orchestrator.mappings import Mappings, MappingsError, load_mappings
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings, split_list
+from orchestrator.targets_analytics import SegmentEvents
 from orchestrator.targets_http import (
     HubSpotAccounts,
     NetSuiteLedger,
@@ -96,6 +98,14 @@ def build_worker(
             support=OpsTickets(
                 ZendeskSupport(settings.support_url, timeout_s=timeout, allow=allow)
             ),
+            analytics=SegmentEvents(
+                SegmentAnalytics(
+                    settings.analytics_url,
+                    write_key=settings.analytics_write_key,
+                    timeout_s=timeout,
+                    allow=allow,
+                )
+            ),
             limiter=TokenBucket(ctx["redis"], limits=settings.rate_limits),
             mappings=mapped,
         )
@@ -105,7 +115,15 @@ def build_worker(
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "deps" in ctx:
             deps = get_deps(ctx)
-            for target in (deps.erp, deps.crm, deps.billing, deps.provisioning, deps.support):
+            targets = (
+                deps.erp,
+                deps.crm,
+                deps.billing,
+                deps.provisioning,
+                deps.support,
+                deps.analytics,
+            )
+            for target in targets:
                 await target.aclose()
         if "engine" in ctx:
             await ctx["engine"].dispose()

@@ -41,6 +41,16 @@ class StepSpec:
     # For an admin's forced re-posting: the input with the external ID given a suffix, so the
     # target creates a second record on purpose. None: the step cannot post a copy (upserts).
     fork: Callable[[BaseModel, str], BaseModel] | None = None
+    # Earlier steps whose output this step reads (ctx.earlier); each must be a dependency.
+    uses: tuple[str, ...] = ()
+    # False: when this step fails terminally, the earlier steps' effects stand (a missing
+    # analytics event does not undo a contract change); a replay from this step finishes it.
+    undo_on_failure: bool = True
+
+
+class StepSkipped(Exception):
+    """Raised by an action that finds nothing to do (a proration of zero): the step is done,
+    recorded as skipped with the reason, and nothing is posted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +67,15 @@ class WorkflowSpec:
     superseded_by: tuple[Workflow, ...] = ()
 
     def __post_init__(self) -> None:
-        seen: set[str] = set()
+        # Each step's transitive dependencies: a step may only use what has run before it.
+        before: dict[str, set[str]] = {}
         for step in self.steps:
-            unknown = set(step.depends_on) - seen
+            unknown = set(step.depends_on) - before.keys()
             if unknown:
                 raise ValueError(f"{self.name}.{step.name} depends on undeclared {unknown}")
-            seen.add(step.name)
+            before[step.name] = set(step.depends_on).union(*(before[d] for d in step.depends_on))
+            unordered = set(step.uses) - before[step.name]
+            if unordered:
+                raise ValueError(
+                    f"{self.name}.{step.name} uses {unordered} without depending on it"
+                )

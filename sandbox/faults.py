@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-SYSTEMS = frozenset({"billing", "crm", "erp", "provisioning", "support"})
+SYSTEMS = frozenset({"analytics", "billing", "crm", "erp", "provisioning", "support"})
 # Order matters: one uniform draw is cut into these bands, so their rates must sum to <= 1.
 STATUS_KINDS = ("500", "502", "503", "422", "429")
 DRIFT_KINDS = ("drift_drop", "drift_amount", "drift_currency", "drift_status")

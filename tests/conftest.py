@@ -205,6 +205,7 @@ def worker_settings(database_url: str, redis_url: str, sandbox_url: str) -> Orch
         crm_url=f"{sandbox_url}/crm",
         provisioning_url=f"{sandbox_url}/provisioning",
         support_url=f"{sandbox_url}/support",
+        analytics_url=f"{sandbox_url}/analytics",
         # The sandbox listens on loopback, which the outbound guard refuses unless allowed.
         outbound_allowlist="127.0.0.1",
         retry_base_s=0.05,

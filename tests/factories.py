@@ -96,6 +96,10 @@ def with_quantity(subscription: dict[str, Any], quantity: int) -> dict[str, Any]
 
 
 def fixture_subscription(**fields: Any) -> dict[str, Any]:
+    """Stripe's subscription fixture in a current 30-day period (the fixture's own item period
+    is a placeholder that ends before it starts), so an amendment has something to prorate."""
     obj = copy.deepcopy(_load("stripe/objects/subscription.json"))
+    start = int(time.time()) - 10 * 86400
+    obj.update(current_period_start=start, current_period_end=start + 30 * 86400)
     obj.update(fields)
     return dict(obj)

@@ -17,7 +17,12 @@ from orchestrator.client.canonical import Invoice, Payment, Subscription
 from orchestrator.client.usage import UsageSummary
 from orchestrator.connectors.errors import ConnectorError, Terminal
 from orchestrator.connectors.hubspot import CrmObject
-from orchestrator.connectors.ports import CallContext, TargetRecord
+from orchestrator.connectors.ports import (
+    CallContext,
+    CustomerDimensions,
+    JournalEntryRecord,
+    TargetRecord,
+)
 from orchestrator.deps import WorkerDeps
 from orchestrator.mappings import Mappings, load_mappings
 from orchestrator.ratelimit import TokenBucket
@@ -123,6 +128,28 @@ class ScriptedErp(FakeSystem):
     async def find_usage_summary(
         self, external_id: str, *, ctx: CallContext
     ) -> TargetRecord | None:
+        return await self.find_journal(external_id, ctx=ctx)
+
+    async def customer_dimensions(
+        self, customer_id: str, *, ctx: CallContext
+    ) -> CustomerDimensions | None:
+        self.calls.append(("customer_dimensions", ctx))
+        record = self.records.get(("customer", customer_id))
+        if record is None:
+            return None
+        return CustomerDimensions(record["id"], record.get("subsidiary"), record.get("currency"))
+
+    async def post_journal(self, entry: JournalEntryRecord, *, ctx: CallContext) -> TargetRecord:
+        return self._do(
+            "post_journal",
+            "journalentry",
+            entry.external_id,
+            ctx,
+            lines=entry.lines,
+            subsidiary=entry.subsidiary,
+        )
+
+    async def find_journal(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         self.lookups += 1
         record = self.records.get(("journalentry", external_id))
         return self._record(("journalentry", external_id), record) if record else None
@@ -148,6 +175,13 @@ class FakeCrm(FakeSystem):
     ) -> CrmObject | None:
         self.calls.append(("read", ctx))
         return self.objects.get((object_type, object_id))
+
+    async def account(self, *, customer_id: str, ctx: CallContext) -> CrmObject | None:
+        self.calls.append(("account", ctx))
+        record = self.records.get(("company", customer_id))
+        if record is None:
+            return None
+        return CrmObject("companies", record["id"], {"name": customer_id})
 
     async def upsert_account(self, *, customer_id: str, ctx: CallContext) -> TargetRecord:
         return self._do("upsert_account", "company", customer_id, ctx)
@@ -230,6 +264,36 @@ class FakeSupport(FakeSystem):
         return self._do("open_ticket", "ticket", external_id, ctx, subject=subject)
 
 
+class FakeAnalytics(FakeSystem):
+    """Keyed by messageId (the idempotency key), as Segment dedupes: a retry is not a copy."""
+
+    def __init__(self) -> None:
+        super().__init__(System.ANALYTICS)
+
+    async def track(
+        self,
+        *,
+        user_id: str,
+        event: str,
+        properties: dict[str, object],
+        timestamp: datetime | None,
+        external_id: str,
+        ctx: CallContext,
+    ) -> TargetRecord:
+        self._do(
+            "track",
+            "track",
+            ctx.idempotency_key,
+            ctx,
+            user_id=user_id,
+            event=event,
+            properties=properties,
+            timestamp=timestamp,
+            names=external_id,
+        )
+        return TargetRecord(self.system, "track", ctx.idempotency_key, external_id, 200)
+
+
 @dataclass
 class Fakes:
     erp: ScriptedErp = field(default_factory=ScriptedErp)
@@ -237,6 +301,7 @@ class Fakes:
     billing: FakeBilling = field(default_factory=FakeBilling)
     provisioning: FakeProvisioning = field(default_factory=FakeProvisioning)
     support: FakeSupport = field(default_factory=FakeSupport)
+    analytics: FakeAnalytics = field(default_factory=FakeAnalytics)
 
 
 def fake_deps(
@@ -256,6 +321,7 @@ def fake_deps(
         billing=fakes.billing,
         provisioning=fakes.provisioning,
         support=fakes.support,
+        analytics=fakes.analytics,
         limiter=TokenBucket(redis, limits={}),
         mappings=mappings or load_mappings(),
     )

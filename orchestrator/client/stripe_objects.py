@@ -141,6 +141,17 @@ def _item(entry: dict[str, Any]) -> SubscriptionItem:
     )
 
 
+def _period(obj: dict[str, Any], edge: str) -> datetime | None:
+    """The subscription's current period; since API version 2025-03-31 Stripe sends it on each
+    item instead (all items of a subscription share one billing period)."""
+    if obj.get(edge) is not None:
+        return timestamp(obj[edge])
+    listed = obj.get("items")
+    data = listed.get("data") if isinstance(listed, dict) else None
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    return timestamp(first.get(edge))
+
+
 def subscription(obj: dict[str, Any]) -> Subscription:
     listed = items(obj)
     currency = obj.get("currency") or (obj.get("plan") or {}).get("currency", "")
@@ -152,8 +163,8 @@ def subscription(obj: dict[str, Any]) -> Subscription:
         status=obj.get("status") or "unknown",
         currency=str(currency).upper(),
         items=listed,
-        current_period_start=timestamp(obj.get("current_period_start")),
-        current_period_end=timestamp(obj.get("current_period_end")),
+        current_period_start=_period(obj, "current_period_start"),
+        current_period_end=_period(obj, "current_period_end"),
         ended_at=timestamp(obj.get("ended_at") or obj.get("canceled_at")),
     )
 

@@ -76,6 +76,8 @@ def deal_properties(deal: DealRecord) -> dict[str, str]:
         props["closedate"] = deal.close_date.isoformat()
     if deal.renewal_date:
         props["renewal_date"] = deal.renewal_date.isoformat()
+    if deal.renewal_baseline_minor is not None:
+        props["renewal_baseline"] = str(to_major(deal.renewal_baseline_minor, deal.currency))
     if deal.company_external_id:
         props["company_external_id"] = deal.company_external_id
     return props
@@ -149,11 +151,15 @@ class HubSpotCrm:
         object_id: str,
         *,
         associations: Sequence[str] = (),
+        by_external_id: bool = False,
         ctx: CallContext,
     ) -> CrmObject | None:
-        """One record by HubSpot's ID with its associations; None when it does not exist."""
+        """One record by HubSpot's ID (or by Concord's external ID) with its associations;
+        None when it does not exist."""
         path = f"/crm/v3/objects/{object_type}/{quote(object_id, safe='')}"
         params = {"associations": ",".join(associations)} if associations else {}
+        if by_external_id:
+            params["idProperty"] = ID_PROPERTY
         action = f"GET /crm/v3/objects/{object_type}/{object_id}"
         response = await self._http.send("GET", path, action=action, ctx=ctx, params=params)
         if response.status_code == 404:

@@ -129,6 +129,8 @@ def customer_body(customer: CustomerRecord) -> dict[str, Any]:
         body["email"] = customer.email
     if customer.currency:
         body["currency"] = {"refName": customer.currency}
+    if customer.subsidiary:
+        body["subsidiary"] = {"id": customer.subsidiary}
     return body
 
 
@@ -175,6 +177,8 @@ def journal_entry_body(entry: JournalEntryRecord) -> dict[str, Any]:
     }
     if entry.memo:
         body["memo"] = entry.memo
+    if entry.subsidiary:
+        body["subsidiary"] = {"id": entry.subsidiary}
     return body
 
 
@@ -267,6 +271,16 @@ class NetSuiteErp:
     async def find_record(
         self, object_type: str, external_id: str, *, ctx: CallContext
     ) -> TargetRecord | None:
+        record = await self.read_record(object_type, external_id, ctx=ctx)
+        if record is None:
+            return None
+        return TargetRecord(System.ERP, object_type, record["id"], external_id, http_status=200)
+
+    async def read_record(
+        self, object_type: str, external_id: str, *, ctx: CallContext
+    ) -> dict[str, Any] | None:
+        """The record by external ID as NetSuite returns it (its `id` as a string); None if
+        there is none."""
         path = f"{RECORD_PATH}/{object_type}/eid:{quote(external_id, safe='')}"
         action = f"GET {RECORD_PATH}/{object_type}/eid:{external_id}"
         response = await self._http.send("GET", path, action=action, ctx=ctx)
@@ -285,7 +299,7 @@ class NetSuiteErp:
                 http_status=200,
                 classification="protocol",
             )
-        return TargetRecord(System.ERP, object_type, record_id, external_id, http_status=200)
+        return {**record, "id": record_id}
 
     async def list_records(
         self, object_type: str, *, period: str, ctx: CallContext

@@ -1,8 +1,9 @@
 """What the workflows need of each outside system; adapters implement these."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from lineage.enums import System
 from orchestrator.client.canonical import Invoice
@@ -14,6 +15,8 @@ class CallContext:
 
     correlation_id: str
     idempotency_key: str
+    # The outputs of the earlier steps this step declared it `uses`, by step name.
+    earlier: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,9 @@ class TargetRecord:
     record_id: str
     external_id: str
     http_status: int | None = None
+    # What the step hands on to later steps of its transaction (what an enrichment read);
+    # kept in lineage with the step.
+    output: Mapping[str, Any] | None = None
 
 
 class ErpConnector(Protocol):
@@ -48,6 +54,7 @@ class CustomerRecord:
     name: str
     email: str | None = None
     currency: str | None = None
+    subsidiary: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +78,22 @@ class JournalLine:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerDimensions:
+    """How the ERP books a customer: its record, subsidiary and currency, as the ERP holds them."""
+
+    record_id: str
+    subsidiary: str | None
+    currency: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class JournalEntryRecord:
     external_id: str
     currency: str
     posted_on: date
     lines: tuple[JournalLine, ...]
     memo: str | None = None
+    subsidiary: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +124,8 @@ class DealRecord:
     company_external_id: str | None = None
     close_date: date | None = None
     renewal_date: date | None = None
+    # The contract value a renewal is measured against; None leaves it as it is.
+    renewal_baseline_minor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ class System:
             "CONCORD_CRM_URL": self.erp_url.removesuffix("/erp") + "/crm",
             "CONCORD_PROVISIONING_URL": self.erp_url.removesuffix("/erp") + "/provisioning",
             "CONCORD_SUPPORT_URL": self.erp_url.removesuffix("/erp") + "/support",
+            "CONCORD_ANALYTICS_URL": self.erp_url.removesuffix("/erp") + "/analytics",
             "CONCORD_OUTBOUND_ALLOWLIST": "127.0.0.1",
             # Short leases and a fast sweeper, so recovery shows within a test's patience.
             "CONCORD_JOB_TIMEOUT_S": "5",

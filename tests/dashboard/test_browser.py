@@ -5,11 +5,7 @@ a viewer sees no replay button. Screenshots of each page go to test-artifacts/.
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from concord.embedded_redis import free_port
 from lineage.enums import Role
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.worker import build_worker
 from tests.dashboard.conftest import Seeded, auth
+from tests.support.servers import running_streamlit
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -77,44 +75,6 @@ def running_worker(settings: OrchestratorSettings) -> Iterator[None]:
         thread.join(10)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def streamlit_server(api_url: str) -> Iterator[str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false", *DASHBOARD_FLAGS]  # fmt: skip
-    env = {**os.environ, "CONCORD_API_URL": api_url}
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"streamlit did not start:\n{out}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def test_ops_replays_an_erp_fault_from_the_browser_and_a_viewer_cannot(seeded: Seeded) -> None:
     _require_chromium()
     from playwright.sync_api import Page, expect, sync_playwright
@@ -144,7 +104,13 @@ def test_ops_replays_an_erp_fault_from_the_browser_and_a_viewer_cannot(seeded: S
 
     with (
         running_worker(seeded.worker),
-        streamlit_server(seeded.api_url) as url,
+        running_streamlit(
+            "dashboard/app.py",
+            port=free_port(),
+            args=DASHBOARD_FLAGS,
+            env={**os.environ, "CONCORD_API_URL": seeded.api_url},
+            cwd=ROOT,
+        ) as url,
         sync_playwright() as pw,
     ):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)

@@ -9,8 +9,6 @@ provider's JWKS over HTTP. What AppTest cannot do is the redirect to the provide
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from api.settings import ApiSettings
+from concord.embedded_redis import free_port
 from dashboard.identity import forwarded_token, token_expired
 from lineage.enums import Role
 from tests.dashboard.conftest import Seeded
@@ -32,12 +31,12 @@ from tests.dashboard.test_browser import (
     DASHBOARD_FLAGS,
     ROOT,
     TIMEOUT_MS,
-    _free_port,
     _require_chromium,
 )
 from tests.dashboard.test_pages import APP, audit, exception_id, keys_of, page, text_of, tx
 from tests.factories import WEBHOOK_SECRET
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
+from tests.support.servers import running_streamlit
 
 
 @pytest.fixture
@@ -191,37 +190,21 @@ def test_token_expiry_is_read_from_the_token(provider: OidcProvider) -> None:
 @contextmanager
 def streamlit_with_sso(api_url: str, provider: OidcProvider, tmp_path: Path) -> Iterator[str]:
     """`streamlit run` with an [auth] section for the test provider (a secrets file of its own)."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    section = {**auth_secrets(provider)["auth"], "redirect_uri": f"{url}/oauth2callback"}
+    port = free_port()
+    section = {
+        **auth_secrets(provider)["auth"],
+        "redirect_uri": f"http://127.0.0.1:{port}/oauth2callback",
+    }
     secrets = tmp_path / "secrets.toml"
     secrets.write_text("[auth]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in section.items()))
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets), *DASHBOARD_FLAGS]  # fmt: skip
-    env = {**os.environ, "CONCORD_API_URL": api_url}
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"streamlit did not start:\n{out}")
-            time.sleep(0.2)
+    with running_streamlit(
+        "dashboard/app.py",
+        port=port,
+        args=["--secrets.files", str(secrets), *DASHBOARD_FLAGS],
+        env={**os.environ, "CONCORD_API_URL": api_url},
+        cwd=ROOT,
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_st_login_in_a_real_browser_signs_in_through_the_provider(

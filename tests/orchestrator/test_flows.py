@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.intake import incoming_event
-from lineage import inbox
+from lineage import actions, inbox
 from lineage.enums import ExceptionStatus, StepState, System, TxState
 from lineage.models import BusinessTransaction, ExceptionItem, WorkflowStep
 from orchestrator import engine
@@ -107,6 +107,15 @@ def _created(seconds_ago: int = 60, **fields: Any) -> dict[str, Any]:
     )
 
 
+def _tripled(sub: dict[str, Any]) -> dict[str, Any]:
+    """The amendment that takes the subscription from one seat to three."""
+    return subscription_event(
+        "customer.subscription.updated",
+        subscription=with_quantity(sub, 3),
+        previous_attributes={"items": sub["items"]},
+    )
+
+
 async def test_activation_reaches_crm_erp_and_provisioning(
     system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -143,13 +152,8 @@ async def test_amendment_waits_for_activation_then_updates_crm_and_erp(
 ) -> None:
     fakes, deliver = system.fakes, system.deliver
     sub = fixture_subscription()
-    updated = subscription_event(
-        "customer.subscription.updated",
-        subscription=with_quantity(sub, 3),
-        previous_attributes={"items": sub["items"]},
-    )
 
-    early, waiting = await deliver(updated)
+    early, waiting = await deliver(_tripled(sub))
     assert waiting is Outcome.WAITING
     assert "subscription_activated" in ((await _tx(sessionmaker, early)).state_reason or "")
 
@@ -158,6 +162,29 @@ async def test_amendment_waits_for_activation_then_updates_crm_and_erp(
     assert await system.settle(early) is Outcome.POSTED
     assert fakes.crm.records[("deal", sub["id"])]["amount"] == 72000
     assert fakes.erp.records[("contract", sub["id"])]["value"] == 72000
+    # Two more seats at 2000 a month, two thirds of the 30-day period left (factories).
+    [(key, entry)] = [(k, r) for k, r in fakes.erp.records.items() if k[0] == "journalentry"]
+    assert key[1].startswith(f"proration:{sub['id']}:")
+    assert entry["subsidiary"] == "1"  # concord_us, from the mappings: the fake ERP has none
+    debits = {line.account: line.debit_minor for line in entry["lines"] if line.debit_minor}
+    credits = {line.account: line.credit_minor for line in entry["lines"] if line.credit_minor}
+    assert sum(debits.values()) == sum(credits.values())
+    assert debits.keys() == {"1210"}
+    assert 2600 <= debits["1210"] <= 2700
+    [tracked] = fakes.analytics.records.values()
+    assert tracked["event"] == "Subscription Amended"
+    assert tracked["properties"]["contract_value_minor"] == 72000
+    assert tracked["properties"]["previous_contract_value_minor"] == 24000
+    async with sessionmaker() as session:
+        outputs = {
+            row.name: row.output or {}
+            for row in await session.scalars(
+                select(WorkflowStep).where(WorkflowStep.correlation_id == early)
+            )
+        }
+    assert outputs["erp.read_dimensions"]["subsidiary_from"] == "mappings v1"
+    assert outputs["erp.post_proration"]["amount_minor"] == debits["1210"]
+    assert tracked["properties"]["crm_company_id"] == outputs["crm.read_account"]["company_id"]
 
 
 async def test_amendment_failing_in_the_erp_restores_the_crm_value(
@@ -167,13 +194,8 @@ async def test_amendment_failing_in_the_erp_restores_the_crm_value(
     sub = fixture_subscription()
     await deliver(_created())
     fakes.erp.fail["upsert_contract"] = [Terminal("period closed", http_status=400)]
-    updated = subscription_event(
-        "customer.subscription.updated",
-        subscription=with_quantity(sub, 3),
-        previous_attributes={"items": sub["items"]},
-    )
 
-    cid, outcome = await deliver(updated)
+    cid, outcome = await deliver(_tripled(sub))
 
     assert outcome is Outcome.REVERSED
     assert (await _tx(sessionmaker, cid)).state is TxState.REVERSED
@@ -181,12 +203,78 @@ async def test_amendment_failing_in_the_erp_restores_the_crm_value(
     assert [op for op in fakes.crm.ops() if op == "upsert_contract"] == ["upsert_contract"] * 3
     steps = await _steps(sessionmaker, cid)
     assert steps == {
+        "crm.read_account": StepState.SUCCEEDED,
+        "erp.read_dimensions": StepState.SUCCEEDED,
         "crm.update_contract": StepState.COMPENSATED,
+        "erp.post_proration": StepState.COMPENSATED,
         "erp.amend_contract": StepState.FAILED_TERMINAL,
     }
     [item] = await _exceptions(sessionmaker)
     assert item.status is ExceptionStatus.OPEN
     assert "undone" in (item.suggested_action or "")
+    # The proration stands reversed by an entry of its own, debit and credit swapped.
+    entries = {k[1]: r for k, r in fakes.erp.records.items() if k[0] == "journalentry"}
+    [posted] = [k for k in entries if not k.endswith(":reversal")]
+    reversal = entries[f"{posted}:reversal"]
+    assert [(x.account, x.debit_minor, x.credit_minor) for x in reversal["lines"]] == [
+        (x.account, x.credit_minor, x.debit_minor) for x in entries[posted]["lines"]
+    ]
+    assert not fakes.analytics.records
+
+
+async def test_amendment_with_analytics_refusing_keeps_the_contract_change(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    sub = fixture_subscription()
+    await deliver(_created())
+    fakes.analytics.fail["track"] = [Terminal("write key revoked", http_status=401)]
+
+    cid, outcome = await deliver(_tripled(sub))
+
+    assert outcome is Outcome.EXCEPTION
+    assert fakes.crm.records[("deal", sub["id"])]["amount"] == 72000
+    assert fakes.erp.records[("contract", sub["id"])]["value"] == 72000
+    assert not any(k[1].endswith(":reversal") for k in fakes.erp.records)
+    steps = await _steps(sessionmaker, cid)
+    assert steps["crm.update_contract"] is StepState.SUCCEEDED
+    assert steps["analytics.track_amendment"] is StepState.FAILED_TERMINAL
+    [item] = await _exceptions(sessionmaker)
+    assert "replay from analytics.track_amendment" in (item.suggested_action or "")
+
+    # The replay runs the analytics step alone, with the account context the first run read,
+    # under the first run's messageId (Segment dedupes it; it cannot be asked what it holds).
+    async with sessionmaker.begin() as session:
+        await actions.start_replay(
+            session,
+            cid,
+            requested_by="ops@example.com",
+            reason="write key rotated",
+            now=datetime.now(UTC),
+            from_step="analytics.track_amendment",
+        )
+    assert await system.settle(cid) is Outcome.POSTED
+    [(key, tracked)] = fakes.analytics.records.items()
+    assert key == ("track", f"{cid}:analytics.track_amendment")
+    assert tracked["properties"]["crm_company_id"]
+    assert [op for op in fakes.crm.ops() if op == "account"] == ["account"]
+    assert [op for op in fakes.erp.ops() if op == "post_journal"] == ["post_journal"]
+
+
+async def test_amendment_at_the_end_of_its_period_prorates_to_nothing(
+    system: Harness, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fakes, deliver = system.fakes, system.deliver
+    ended = int(time.time()) - 3600
+    sub = fixture_subscription(current_period_start=ended - 30 * 86400, current_period_end=ended)
+    await deliver(_created(current_period_start=ended - 30 * 86400, current_period_end=ended))
+
+    cid, outcome = await deliver(_tripled(sub))
+
+    assert outcome is Outcome.POSTED
+    assert (await _steps(sessionmaker, cid))["erp.post_proration"] is StepState.SKIPPED
+    assert not [k for k in fakes.erp.records if k[0] == "journalentry"]
+    assert fakes.erp.records[("contract", sub["id"])]["value"] == 72000
 
 
 async def test_update_without_plan_or_quantity_change_is_ignored() -> None:

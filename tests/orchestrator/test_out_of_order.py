@@ -60,6 +60,7 @@ async def shuffled_system(
                     "crm_url": f"{sandbox}/crm",
                     "provisioning_url": f"{sandbox}/provisioning",
                     "support_url": f"{sandbox}/support",
+                    "analytics_url": f"{sandbox}/analytics",
                 }
             )
             async with concord_system(

@@ -81,18 +81,60 @@ async def test_amendment_updates_crm_then_erp(concord: Concord) -> None:
     await concord.run_workers()
 
     detail = await concord.transaction(answer["correlation_id"])
-    assert detail["state"] == "posted"
-    _assert_all_succeeded_once(detail, {"crm.update_contract", "erp.amend_contract"})
-    crm_step, erp_step = (
-        steps_of(detail)[n] for n in ("crm.update_contract", "erp.amend_contract")
+    assert detail["state"] == "posted", detail
+    _assert_all_succeeded_once(
+        detail,
+        {
+            "crm.read_account",
+            "erp.read_dimensions",
+            "crm.update_contract",
+            "erp.post_proration",
+            "erp.amend_contract",
+            "analytics.track_amendment",
+        },
     )
-    assert crm_step["ended_at"] <= erp_step["started_at"]
+    steps = steps_of(detail)
+    order = [
+        "crm.read_account",
+        "crm.update_contract",
+        "erp.post_proration",
+        "erp.amend_contract",
+        "analytics.track_amendment",
+    ]
+    for before, after in zip(order, order[1:], strict=False):
+        assert steps[before]["ended_at"] <= steps[after]["started_at"], (before, after)
     deal = (await concord.crm_object("deals", SUB_ID))["properties"]
-    assert deal["amount"] == "720.00"
+    assert (deal["amount"], deal["renewal_baseline"]) == ("720.00", "720.00")
     # A new contract version sits next to the first one; nothing was posted twice.
-    plans = by_type(await concord.ledger("erp"))["revenueplan"]
+    erp = by_type(await concord.ledger("erp"))
+    plans = erp["revenueplan"]
     assert sorted(p["total"] for p in plans) == [240.0, 720.0]
     assert {p["create_calls"] for p in plans} == {1}
+    # The proration (two more seats for two thirds of the period) as one balanced journal
+    # entry, booked to the subsidiary the ERP's customer master names.
+    [entry] = erp["journalentry"]
+    assert entry["create_calls"] == 1
+    assert entry["external_id"].startswith(f"proration:{SUB_ID}:")
+    posted = (
+        await concord.vendor(f"/erp/record/v1/journalentry/eid:{entry['external_id']}")
+    ).json()
+    assert posted["subsidiary"] == {"id": "1"}
+    lines = posted["line"]["items"]
+    debit = sum(float(x.get("debit") or 0) for x in lines)
+    assert debit == sum(float(x.get("credit") or 0) for x in lines)
+    assert 26.0 <= debit <= 27.0
+    assert {x["account"]["id"] for x in lines if x.get("debit")} == {"1210"}
+    # Lineage shows what the enrichment read and what the proration decided.
+    dimensions = steps["erp.read_dimensions"]["output"]
+    assert (dimensions["subsidiary"], dimensions["subsidiary_from"]) == ("1", "erp")
+    assert steps["erp.post_proration"]["output"]["amount_minor"] == round(debit * 100)
+    # Analytics heard of it once, with the CRM account context.
+    answered = await concord.vendor("/analytics/_admin/events", event="Subscription Amended")
+    [event] = answered.json()["events"]
+    assert event["messageId"] == f"{detail['correlation_id']}:analytics.track_amendment"
+    assert event["properties"]["contract_value_minor"] == 72000
+    company = steps["crm.read_account"]["attempts"][0]["target_ref"]
+    assert event["properties"]["crm_company_id"] == company
 
 
 async def test_cancellation_closes_crm_erp_and_tenant(concord: Concord) -> None:

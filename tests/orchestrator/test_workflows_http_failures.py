@@ -205,15 +205,24 @@ async def test_amendment_refused_by_the_erp_restores_the_crm_contract_value(
     assert detail["state"] == "reversed"
     steps = steps_of(detail)
     assert {name: s["state"] for name, s in steps.items()} == {
+        "crm.read_account": "succeeded",
+        "erp.read_dimensions": "succeeded",
         "crm.update_contract": "compensated",
+        "erp.post_proration": "compensated",
         "erp.amend_contract": "failed_terminal",
     }
     assert [a["http_status"] for a in steps["erp.amend_contract"]["attempts"]] == [422]
-    # The CRM saw the new value and then the old one again; the ERP kept only the first plan.
+    # The CRM saw the new value and then the old one again; the ERP kept only the first plan,
+    # and the proration stands next to the entry that reverses it.
     deal = (await concord.crm_object("deals", SUB_ID))["properties"]
     assert (deal["amount"], deal["dealstage"]) == ("240.00", "closedwon")
-    plans = by_type(await concord.ledger("erp"))["revenueplan"]
-    assert [p["total"] for p in plans] == [240.0]
+    erp = by_type(await concord.ledger("erp"))
+    assert [p["total"] for p in erp["revenueplan"]] == [240.0]
+    entries = {e["external_id"]: e for e in erp["journalentry"]}
+    [posted] = [k for k in entries if not k.endswith(":reversal")]
+    assert entries[f"{posted}:reversal"]["total"] == entries[posted]["total"]
+    assert {e["create_calls"] for e in entries.values()} == {1}
+    assert not await concord.ledger("analytics")
     [item] = await concord.open_exceptions()
     assert item["correlation_id"] == answer["correlation_id"]
     assert "undone" in (item["suggested_action"] or "")

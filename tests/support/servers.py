@@ -1,11 +1,17 @@
-"""Serve an ASGI app over real HTTP for a test, on a port only that test holds."""
+"""Real servers for a test: an ASGI app in a thread, or `streamlit run` in a child process."""
 
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -56,3 +62,58 @@ def _wait_started(server: uvicorn.Server, thread: threading.Thread, *, timeout_s
         if time.monotonic() > deadline:
             raise TimeoutError(f"the test server did not start within {timeout_s} s")
         time.sleep(0.005)
+
+
+@contextmanager
+def running_streamlit(
+    script: str | Path,
+    *,
+    port: int,
+    args: Sequence[str] = (),
+    env: Mapping[str, str],
+    cwd: Path,
+    startup_timeout_s: float = 30.0,
+    stop_timeout_s: float = 10.0,
+) -> Iterator[str]:
+    """`streamlit run SCRIPT` headless on 127.0.0.1:PORT; yields its URL once it is healthy.
+
+    The caller picks the port, since what it passes in `args` (a redirect URI) may need the URL.
+    """
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true",
+           "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false", *args]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a full one would block
+    # Streamlit mid-log.
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=dict(env), stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_healthy(proc, f"{url}/_stcore/health", output, timeout_s=startup_timeout_s)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], health_url: str, output: IO[bytes], *, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            output.seek(0)
+            raise RuntimeError(
+                f"streamlit did not start:\n{output.read().decode(errors='replace')}"
+            )
+        time.sleep(0.2)

@@ -81,3 +81,20 @@ def test_an_association_to_nothing_is_refused(sandbox: str) -> None:
 
     assert response.status_code == 404
     assert response.json()["message"] == "associations[0]: companies 424242 does not exist"
+
+
+async def test_reads_a_company_by_concords_external_id(crm: HubSpotCrm, sandbox: str) -> None:
+    company = _create(
+        sandbox, "companies", {"name": "Acme", "external_id": "cus_9", "industry": "SOFTWARE"}
+    )
+    _create(sandbox, "deals", {"dealname": "Acme annual"}, [(company, 5)])
+
+    found = await crm.read(
+        "companies", "cus_9", associations=("deals",), by_external_id=True, ctx=ctx()
+    )
+    by_crm_id = await crm.read("companies", "cus_9", ctx=ctx())
+
+    assert found is not None
+    assert (found.object_id, found.properties["industry"]) == (company, "SOFTWARE")
+    assert len(found.linked("deals")) == 1
+    assert by_crm_id is None  # without idProperty, "cus_9" is not a HubSpot ID

@@ -170,3 +170,29 @@ async def test_loopback_sandbox_is_refused_without_an_allow_list(sandbox: str) -
 
     assert caught.value.classification == "ssrf"
     assert ledger(f"{sandbox}/erp") == []
+
+
+async def test_a_customer_is_read_back_with_its_subsidiary_and_entries_carry_theirs(
+    sandbox: str,
+) -> None:
+    erp = NetSuiteErp(f"{sandbox}/erp", allow=LOOPBACK)
+    coded = JournalEntryRecord(
+        "je_coded", "EUR", date(2024, 3, 31), ENTRY.lines, memo="proration", subsidiary="2"
+    )
+    try:
+        await erp.upsert_customer(
+            CustomerRecord("cus_eu", "Acme GmbH", currency="EUR", subsidiary="2"), ctx=ctx("c")
+        )
+        customer = await erp.read_record("customer", "cus_eu", ctx=ctx())
+        missing = await erp.read_record("customer", "cus_nobody", ctx=ctx())
+        await erp.post_journal_entry(coded, ctx=ctx("j"))
+        entry = await erp.read_record("journalentry", "je_coded", ctx=ctx())
+    finally:
+        await erp.aclose()
+
+    assert customer is not None
+    assert (customer["subsidiary"], customer["currency"]) == ({"id": "2"}, {"refName": "EUR"})
+    assert isinstance(customer["id"], str)
+    assert missing is None
+    assert entry is not None
+    assert (entry["subsidiary"], entry["memo"]) == ({"id": "2"}, "proration")
