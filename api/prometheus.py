@@ -100,16 +100,17 @@ async def _sla_gauges(
         registry=registry,
     )
     now = utc_now()
-    rows = await sla.load_window(session, since=now - SLA_WINDOW, until=now)
-    bounded = [r for r in rows if r.workflow in known]
-    for fig in sla.summary(
-        bounded,
+    for fig in await sla.summary(
+        session,
+        since=now - SLA_WINDOW,
+        until=now,
         group_by="workflow",
         targets=settings.sla_targets_s,
         default_target_s=settings.sla_default_target_s,
         now=now,
-        window=SLA_WINDOW,
     ):
+        if fig.group not in known:
+            continue
         if fig.attainment_pct is not None:
             attainment.labels(fig.group).set(fig.attainment_pct / 100)
         breaches.labels(fig.group).set(fig.breached)

@@ -1,47 +1,41 @@
 """SLA figures over a window of transactions: attainment, latency percentiles, money at risk.
 
-Percentiles are computed in Python (nearest-rank) over the window's rows, because SQLite has
-no percentile function and PostgreSQL's would give other numbers for the same data.
+The database aggregates (lineage/sla_sql.py): counts per group, workflow and currency in one
+GROUP BY, and the nearest-rank percentiles in a second query (percentile_disc on PostgreSQL,
+row_number() on SQLite), so a call reads a few dozen rows whatever the window holds.
 
 Definitions, per transaction received in the window (ignored events start no workflow and are
 left out):
-- done: posted, manually resolved or reversed; its latency is completed_at - received_at.
+- done: posted, manually resolved or reversed, with a completed_at; its latency is
+  completed_at - received_at.
 - met: done within its workflow's SLA target. breached: done late, or not done while older than
-  the target. Transactions younger than the target and not done are undecided and count in
-  neither, so attainment = met / (met + breached).
+  the target. Transactions not done and no older than the target are undecided and count in
+  neither, so attainment = met / (met + breached), in percent to 2 places.
 - overdue: still active (received, pending, running, retrying) and older than the target:
   stuck, reported without waiting for it to fail.
-- money at risk: amount of transactions not done and older than the target, per currency.
-- latency percentiles and throughput: over posted transactions only.
+- money at risk: amount of transactions not done and older than the target, per currency
+  (those without an amount or a currency are left out).
+- open exceptions: open exception items of the group's transactions.
+- latency percentiles (nearest rank: the value at rank max(1, ceil(p / 100 * n)) of the n
+  sorted latencies, in seconds) and throughput (per hour of the window): over posted
+  transactions with a completed_at only.
+- by target system, a transaction counts once for each distinct system its steps call, or under
+  "none" when it has no step yet; the group's SLA target is given only when all its
+  transactions share one.
 """
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lineage.enums import ACTIVE_STATES, ExceptionStatus, TxState
-from lineage.models import BusinessTransaction, ExceptionItem, WorkflowStep
+from lineage.sla_sql import NO_TARGET, Grouping, Part, SlaQueries, bucket_index
 
-DONE_STATES = frozenset({TxState.POSTED, TxState.MANUALLY_RESOLVED, TxState.REVERSED})
-NO_TARGET = "none"
-
-
-@dataclass(frozen=True, slots=True)
-class TxTiming:
-    correlation_id: str
-    workflow: str
-    state: TxState
-    received_at: datetime
-    completed_at: datetime | None
-    amount_minor: int | None
-    currency: str | None
-    open_exceptions: int = 0
-    targets: tuple[str, ...] = ()
+__all__ = ["NO_TARGET", "SlaFigures", "summary", "timeseries"]
 
 
 @dataclass(slots=True)
@@ -62,139 +56,83 @@ class SlaFigures:
     money_at_risk: dict[str, int] = field(default_factory=dict)
 
 
-def percentile(sorted_values: Sequence[float], pct: float) -> float | None:
-    """Nearest-rank percentile of already sorted values; None for no values."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def figures(
+def _figures(
     group: str,
-    rows: Sequence[TxTiming],
+    parts: Iterable[Part],
+    percentiles: tuple[float | None, ...] | None,
     *,
     targets: Mapping[str, float],
     default_target_s: float,
-    now: datetime,
     hours: float,
 ) -> SlaFigures:
-    own_targets = {targets.get(r.workflow, default_target_s) for r in rows}
-    out = SlaFigures(group, own_targets.pop() if len(own_targets) == 1 else None, total=len(rows))
-    latencies: list[float] = []
+    parts = list(parts)
+    own_targets = {targets.get(p.workflow, default_target_s) for p in parts}
+    out = SlaFigures(group, own_targets.pop() if len(own_targets) == 1 else None)
     at_risk: dict[str, int] = defaultdict(int)
-    for row in rows:
-        target = targets.get(row.workflow, default_target_s)
-        out.open_exceptions += row.open_exceptions
-        done = row.state in DONE_STATES and row.completed_at is not None
-        if done and row.completed_at is not None:
-            latency = (row.completed_at - row.received_at).total_seconds()
-            if row.state is TxState.POSTED:
-                out.posted += 1
-                latencies.append(latency)
-            if latency <= target:
-                out.met += 1
-            else:
-                out.breached += 1
-            continue
-        if (now - row.received_at).total_seconds() <= target:
-            continue
-        out.breached += 1
-        if row.state in ACTIVE_STATES:
-            out.overdue += 1
-        if row.amount_minor is not None and row.currency:
-            at_risk[row.currency] += row.amount_minor
+    for p in parts:
+        out.total += p.total
+        out.posted += p.posted
+        out.met += p.met
+        out.breached += p.late + p.past
+        out.overdue += p.overdue
+        out.open_exceptions += p.open_exceptions
+        if p.risk_rows and p.currency:
+            at_risk[p.currency] += p.risk_minor
     decided = out.met + out.breached
     out.attainment_pct = round(100.0 * out.met / decided, 2) if decided else None
-    latencies.sort()
-    out.p50_s, out.p95_s, out.p99_s = (percentile(latencies, p) for p in (50, 95, 99))
+    out.p50_s, out.p95_s, out.p99_s = percentiles or (None, None, None)
     out.throughput_per_hour = round(out.posted / hours, 4) if hours > 0 else 0.0
     out.money_at_risk = dict(sorted(at_risk.items()))
     return out
 
 
-async def load_window(
-    session: AsyncSession, *, since: datetime, until: datetime, workflow: str | None = None
-) -> list[TxTiming]:
-    """Every workflow transaction received in [since, until), with its open exceptions and targets."""
-    tx = BusinessTransaction
-    in_window: list[ColumnElement[bool]] = [
-        tx.received_at >= since,
-        tx.received_at < until,
-        tx.workflow.is_not(None),
-    ]
-    if workflow:
-        in_window.append(tx.workflow == workflow)
-    open_counts: dict[str, int] = {
-        cid: int(n)
-        for cid, n in await session.execute(
-            select(ExceptionItem.correlation_id, func.count())
-            .join(tx, tx.correlation_id == ExceptionItem.correlation_id)
-            .where(*in_window, ExceptionItem.status == ExceptionStatus.OPEN)
-            .group_by(ExceptionItem.correlation_id)
-        )
-    }
-    step_targets: dict[str, set[str]] = defaultdict(set)
-    for cid, system in await session.execute(
-        select(WorkflowStep.correlation_id, WorkflowStep.target_system)
-        .join(tx, tx.correlation_id == WorkflowStep.correlation_id)
-        .where(*in_window)
-        .distinct()
-    ):
-        step_targets[cid].add(system.value)
-    rows = await session.execute(
-        select(
-            tx.correlation_id,
-            tx.workflow,
-            tx.state,
-            tx.received_at,
-            tx.completed_at,
-            tx.amount_minor,
-            tx.currency,
-        ).where(*in_window)
-    )
-    return [
-        TxTiming(
-            cid,
-            wf or "",
-            state,
-            received,
-            completed,
-            amount,
-            currency,
-            open_counts.get(cid, 0),
-            tuple(sorted(step_targets.get(cid, ()))),
-        )
-        for cid, wf, state, received, completed, amount, currency in rows
-    ]
+async def _grouped(
+    queries: SlaQueries, grouping: Grouping
+) -> tuple[dict[Hashable, list[Part]], dict[Hashable, tuple[float | None, ...]]]:
+    parts = await queries.parts(grouping)
+    by_group: dict[Hashable, list[Part]] = defaultdict(list)
+    for part in parts:
+        by_group[part.group].append(part)
+    return by_group, await queries.percentiles(grouping)
 
 
-def summary(
-    rows: Sequence[TxTiming],
+async def summary(
+    session: AsyncSession,
     *,
-    group_by: str,
+    since: datetime,
+    until: datetime,
+    group_by: Literal["workflow", "target"],
     targets: Mapping[str, float],
     default_target_s: float,
     now: datetime,
-    window: timedelta,
 ) -> list[SlaFigures]:
-    """Figures per workflow, or per target system (a transaction counts for each of its targets)."""
-    groups: dict[str, list[TxTiming]] = defaultdict(list)
-    for row in rows:
-        keys = (row.workflow,) if group_by == "workflow" else (row.targets or (NO_TARGET,))
-        for key in keys:
-            groups[key].append(row)
-    hours = window.total_seconds() / 3600
+    """Figures per workflow, or per target system, for transactions received in [since, until)."""
+    queries = SlaQueries(
+        session,
+        since=since,
+        until=until,
+        now=now,
+        targets=targets,
+        default_target_s=default_target_s,
+    )
+    grouping = queries.by_workflow() if group_by == "workflow" else queries.by_target()
+    by_group, pcts = await _grouped(queries, grouping)
+    hours = (until - since).total_seconds() / 3600
     return [
-        figures(
-            k, groups[k], targets=targets, default_target_s=default_target_s, now=now, hours=hours
+        _figures(
+            str(k),
+            by_group[k],
+            pcts.get(k),
+            targets=targets,
+            default_target_s=default_target_s,
+            hours=hours,
         )
-        for k in sorted(groups)
+        for k in sorted(by_group, key=str)
     ]
 
 
-def timeseries(
-    rows: Sequence[TxTiming],
+async def timeseries(
+    session: AsyncSession,
     *,
     since: datetime,
     until: datetime,
@@ -202,26 +140,37 @@ def timeseries(
     targets: Mapping[str, float],
     default_target_s: float,
     now: datetime,
+    workflow: str | None = None,
 ) -> list[tuple[datetime, SlaFigures]]:
-    """Figures per bucket of received_at, every bucket present (empty ones too)."""
+    """Figures per bucket of received_at, every bucket present (empty ones too). Buckets are
+    aligned on the epoch, so the first one may start before `since`."""
     step = bucket.total_seconds()
     epoch = datetime.fromtimestamp(0, since.tzinfo)
     start = epoch + timedelta(seconds=math.floor((since - epoch).total_seconds() / step) * step)
-    by_bucket: dict[int, list[TxTiming]] = defaultdict(list)
-    for row in rows:
-        by_bucket[int((row.received_at - start).total_seconds() // step)].append(row)
+    queries = SlaQueries(
+        session,
+        since=since,
+        until=until,
+        now=now,
+        targets=targets,
+        default_target_s=default_target_s,
+        workflow=workflow,
+    )
+    by_key, by_key_pcts = await _grouped(queries, queries.by_bucket(start, bucket))
+    by_bucket = {bucket_index(k, start, bucket): v for k, v in by_key.items()}
+    pcts = {bucket_index(k, start, bucket): v for k, v in by_key_pcts.items()}
     out: list[tuple[datetime, SlaFigures]] = []
     index, moment = 0, start
     while moment < until:
         out.append(
             (
                 moment,
-                figures(
+                _figures(
                     "all",
                     by_bucket.get(index, []),
+                    pcts.get(index),
                     targets=targets,
                     default_target_s=default_target_s,
-                    now=now,
                     hours=step / 3600,
                 ),
             )

@@ -34,14 +34,14 @@ async def sla_summary(
     span = parse_duration(window, name="window", maximum=MAX_WINDOW)
     settings = state["settings"]
     now = utc_now()
-    rows = await sla.load_window(session, since=now - span, until=now)
-    groups = sla.summary(
-        rows,
+    groups = await sla.summary(
+        session,
+        since=now - span,
+        until=now,
         group_by=group_by,
         targets=settings.sla_targets_s,
         default_target_s=settings.sla_default_target_s,
         now=now,
-        window=span,
     )
     return SlaSummary(
         window=window,
@@ -68,15 +68,15 @@ async def sla_timeseries(
         raise ApiError(422, "too_many_buckets", f"window / bucket may be at most {MAX_BUCKETS}")
     settings = state["settings"]
     now = utc_now()
-    rows = await sla.load_window(session, since=now - span, until=now, workflow=workflow)
-    series = sla.timeseries(
-        rows,
+    series = await sla.timeseries(
+        session,
         since=now - span,
         until=now,
         bucket=step,
         targets=settings.sla_targets_s,
         default_target_s=settings.sla_default_target_s,
         now=now,
+        workflow=workflow,
     )
     return SlaTimeseries(
         window=window,

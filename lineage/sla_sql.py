@@ -1,0 +1,299 @@
+"""The SQL behind lineage/sla.py: per-group counts and nearest-rank latencies, on both backends.
+
+Time arithmetic is exact to the microsecond on both: PostgreSQL subtracts timestamps into
+intervals; SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" text, so a moment becomes whole epoch
+seconds (strftime('%s')) times a million plus its six fractional digits. (julianday() would
+round to about 50 microseconds, and ties at a target or a bucket edge would then fall the
+other way than in the definitions.) Latencies leave the database as a timedelta or as integer
+microseconds and become seconds in Python, exactly as timedelta.total_seconds() does.
+
+SLA targets are compared at microsecond precision (a target of 0.0000015 s acts as 2 µs).
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    FromClause,
+    Integer,
+    Interval,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+    type_coerce,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
+
+from lineage.db import UTCDateTime
+from lineage.enums import ACTIVE_STATES, ExceptionStatus, TxState
+from lineage.models import BusinessTransaction, ExceptionItem, WorkflowStep
+
+DONE_STATES = frozenset({TxState.POSTED, TxState.MANUALLY_RESOLVED, TxState.REVERSED})
+NO_TARGET = "none"
+PERCENTILES = (50, 95, 99)
+ONE_US = timedelta(microseconds=1)
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+tx = BusinessTransaction
+# A column attribute or any SQL expression.
+Expr = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Counts for one (group, workflow, currency): additive, so groups sum their parts."""
+
+    group: Hashable
+    workflow: str
+    currency: str | None
+    total: int
+    posted: int
+    met: int
+    late: int  # done after the target
+    past: int  # not done and older than the target
+    overdue: int
+    open_exceptions: int
+    risk_rows: int  # of `past`, those with an amount
+    risk_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """What a transaction is counted under: its workflow, its target systems, or its bucket."""
+
+    source: FromClause
+    key: ColumnElement[Any]
+
+
+def nearest_rank(count: int, pct: float) -> int:
+    """1-based rank of the nearest-rank percentile among `count` (> 0) sorted values: the same
+    float product and ceiling as PostgreSQL's percentile_disc."""
+    return max(1, math.ceil(pct / 100 * count))
+
+
+class SlaQueries:
+    """Builds and runs the window's aggregate queries for one session's backend."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        since: datetime,
+        until: datetime,
+        now: datetime,
+        targets: Mapping[str, float],
+        default_target_s: float,
+        workflow: str | None = None,
+    ) -> None:
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.in_window: list[ColumnElement[bool]] = [
+            tx.received_at >= since,
+            tx.received_at < until,
+            tx.workflow.is_not(None),
+        ]
+        if workflow:
+            self.in_window.append(tx.workflow == workflow)
+        spans = {wf: timedelta(seconds=s) for wf, s in targets.items()}
+        default = timedelta(seconds=default_target_s)
+        # Undecided (not done, no older than its target) <=> received at or after now - target.
+        self.young = tx.received_at >= self._per_workflow(
+            {wf: literal(now - span, UTCDateTime()) for wf, span in spans.items()},
+            literal(now - default, UTCDateTime()),
+        )
+        self.latency = self._span(tx.completed_at, tx.received_at)
+        self.on_time = self.latency <= self._per_workflow(
+            {wf: self._span_literal(span) for wf, span in spans.items()},
+            self._span_literal(default),
+        )
+        self.done = and_(tx.state.in_(DONE_STATES), tx.completed_at.is_not(None))
+        self.posted = and_(tx.state == TxState.POSTED, tx.completed_at.is_not(None))
+
+    # -- dialect pieces ------------------------------------------------------------------------
+
+    def _per_workflow(
+        self, values: Mapping[str, ColumnElement[Any]], default: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
+        if not values:
+            return default
+        return case(*((tx.workflow == wf, v) for wf, v in values.items()), else_=default)
+
+    def _micros(self, moment: Expr) -> ColumnElement[Any]:
+        """SQLite: microseconds since the epoch of a stored moment, in integers throughout."""
+        seconds = cast(func.strftime("%s", moment), Integer)
+        fraction = cast(func.substr(moment, 21, 6), Integer)
+        return seconds * 1_000_000 + fraction
+
+    def _span(self, end: Expr, start: Expr) -> ColumnElement[Any]:
+        if self.postgres:
+            return type_coerce(end - start, Interval())
+        return self._micros(end) - self._micros(start)
+
+    def _span_literal(self, span: timedelta) -> ColumnElement[Any]:
+        if self.postgres:
+            return literal(span, Interval())
+        return literal(span // ONE_US, BigInteger())
+
+    def seconds(self, value: object) -> float:
+        """A latency as fetched, in seconds (timedelta.total_seconds() on both backends)."""
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        return timedelta(microseconds=int(value)).total_seconds()  # type: ignore[call-overload]
+
+    # -- groupings -----------------------------------------------------------------------------
+
+    def by_workflow(self) -> Grouping:
+        return Grouping(tx.__table__, tx.workflow.expression)
+
+    def by_target(self) -> Grouping:
+        """One row per (transaction, distinct target system), or one "none" row without steps."""
+        window_ids = select(tx.correlation_id).where(*self.in_window)
+        steps = (
+            select(WorkflowStep.correlation_id, WorkflowStep.target_system)
+            .where(WorkflowStep.correlation_id.in_(window_ids))
+            .distinct()
+            .subquery("targets")
+        )
+        source = tx.__table__.outerjoin(steps, steps.c.correlation_id == tx.correlation_id)
+        key = func.coalesce(type_coerce(steps.c.target_system, String()), NO_TARGET)
+        return Grouping(source, key)
+
+    def by_bucket(self, start: datetime, step: timedelta) -> Grouping:
+        """The bucket of received_at, floor((received_at - start) / step) in microseconds: on
+        PostgreSQL the bucket's start (date_bin), on SQLite its index; see bucket_index."""
+        key: ColumnElement[Any]
+        if self.postgres:
+            key = func.date_bin(
+                literal(step, Interval()), tx.received_at, literal(start, UTCDateTime())
+            )
+        else:
+            key = (self._micros(tx.received_at) - (start - _EPOCH) // ONE_US) // (step // ONE_US)
+        return Grouping(tx.__table__, key)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    async def parts(self, grouping: Grouping) -> list[Part]:
+        if self.postgres:
+            # JIT compiling these dozens of expressions cost 100-300 ms per statement at a
+            # million rows, about a third of the statement (docs/performance.md). SET LOCAL:
+            # for the rest of the caller's transaction only, which reads the figures and ends.
+            await self.session.execute(text("SET LOCAL jit = off"))
+        opened = (
+            select(ExceptionItem.correlation_id, func.count().label("n"))
+            .where(ExceptionItem.status == ExceptionStatus.OPEN)
+            .group_by(ExceptionItem.correlation_id)
+            .subquery("opened")
+        )
+        source = grouping.source.outerjoin(opened, opened.c.correlation_id == tx.correlation_id)
+        past = and_(not_(self.done), not_(self.young))
+        key = grouping.key.label("grp")
+        query = (
+            select(
+                key,
+                tx.workflow,
+                tx.currency,
+                func.count(),
+                func.count().filter(self.posted),
+                func.count().filter(and_(self.done, self.on_time)),
+                func.count().filter(and_(self.done, not_(self.on_time))),
+                func.count().filter(past),
+                func.count().filter(and_(past, tx.state.in_(ACTIVE_STATES))),
+                func.coalesce(func.sum(opened.c.n), 0),
+                func.count(tx.amount_minor).filter(past),
+                func.coalesce(func.sum(tx.amount_minor).filter(past), 0),
+            )
+            .select_from(source)
+            .where(*self.in_window)
+            .group_by(key, tx.workflow, tx.currency)
+        )
+        return [
+            Part(grp, wf, cur, *(int(n) for n in counts))
+            for grp, wf, cur, *counts in await self.session.execute(query)
+        ]
+
+    async def percentiles(self, grouping: Grouping) -> dict[Hashable, tuple[float | None, ...]]:
+        """p50, p95, p99 of posted latency per group: the values at nearest_rank(n, p), each
+        from one statement, so that ranks and rows agree while transactions keep posting."""
+        if self.postgres:
+            return await self._percentile_disc(grouping)
+        return await self._ranked(grouping)
+
+    async def _percentile_disc(
+        self, grouping: Grouping
+    ) -> dict[Hashable, tuple[float | None, ...]]:
+        # percentile_disc(f) is the first value whose position reaches f * n: rank ceil(f * n),
+        # the nearest rank, with f the same float8 that pct / 100 is in Python.
+        fractions = ", ".join(repr(p / 100) for p in PERCENTILES)
+        wanted: ColumnElement[Any] = literal_column(f"ARRAY[{fractions}]::float8[]")
+        key = grouping.key.label("grp")
+        query = (
+            select(key, func.percentile_disc(wanted).within_group(self.latency))
+            .select_from(grouping.source)
+            .where(*self.in_window, self.posted)
+            .group_by(key)
+        )
+        return {
+            grp: tuple(self.seconds(v) for v in values)
+            for grp, values in await self.session.execute(query)
+        }
+
+    async def _ranked(self, grouping: Grouping) -> dict[Hashable, tuple[float | None, ...]]:
+        """SQLite: number the posted latencies per group and keep the wanted ranks, counted in
+        the same statement so that the ranks and the rows agree."""
+        inner = (
+            select(
+                grouping.key.label("grp"),
+                self.latency.label("latency"),
+                func.row_number()
+                .over(partition_by=grouping.key, order_by=self.latency)
+                .label("rn"),
+                func.count().over(partition_by=grouping.key).label("n"),
+            )
+            .select_from(grouping.source)
+            .where(*self.in_window, self.posted)
+            .subquery("ranked")
+        )
+        found: dict[Hashable, dict[int, float]] = defaultdict(dict)
+        counts: dict[Hashable, int] = {}
+        for grp, latency, rn, n in await self.session.execute(
+            select(inner.c.grp, inner.c.latency, inner.c.rn, inner.c.n).where(
+                or_(*(inner.c.rn == _sql_rank(inner.c.n, p) for p in PERCENTILES))
+            )
+        ):
+            found[grp][rn] = self.seconds(latency)
+            counts[grp] = n
+        return {
+            grp: tuple(found[grp][nearest_rank(n, p)] for p in PERCENTILES)
+            for grp, n in counts.items()
+        }
+
+
+def bucket_index(key: Hashable, start: datetime, step: timedelta) -> int:
+    """The index of a by_bucket() key: a bucket's start (PostgreSQL) or already its index."""
+    if isinstance(key, datetime):
+        return (key - start) // step
+    assert isinstance(key, int)
+    return key
+
+
+def _sql_rank(count: ColumnElement[Any], pct: float) -> ColumnElement[Any]:
+    """ceil(pct / 100 * count) for SQLite, which may lack ceil(); the same float product."""
+    product = literal(pct / 100, Float()) * count
+    whole = cast(product, Integer)
+    return case((whole < product, whole + 1), else_=whole)
