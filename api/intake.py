@@ -28,6 +28,12 @@ INTAKE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "The event ID was already received with a different body."},
     413: {"description": "The body is larger than the limit. Nothing is stored."},
     415: {"description": "The body is not JSON. Nothing is stored."},
+    # Within CONCORD_DATABASE_POOL_TIMEOUT_S, not a 500 after 30 s: a sender retries on 503.
+    503: {
+        "description": "The database is busy or unreachable (error.code `database_busy` or "
+        "`database_unavailable`); retry after Retry-After seconds. An event stored after all "
+        "is answered 200 as a duplicate on redelivery.",
+    },
 }
 
 

@@ -9,7 +9,8 @@ dashboard caches per key, so each repetition is a first render):
 * browser: click "Sign in" on the Streamlit dashboard (an executive opens on the SLA overview)
   until the page is settled with its tiles, table and three charts drawn;
 * baseline: the two API calls that page makes (GET /v1/sla/summary?window=24h and
-  /v1/sla/timeseries?window=24h&bucket=15m), one after the other, as the page makes them.
+  /v1/sla/timeseries?window=24h&bucket=15m), one after the other as the page made them until
+  it made them at once; kept so that figures compare across runs.
 
     python -m bench.dashboard_load [--transactions 1000000] [--runs 3] [--quick]
 """

@@ -119,6 +119,7 @@ async def concord_side(database_url: str, ids: list[str]) -> tuple[float, float,
                     idempotency_key=f"{cid}:erp.post_invoice",
                     external_id=f"in_{cid[:8]}",
                     now=now,
+                    new=not claimed.step_states,
                 )
             async with sessionmaker.begin() as session:
                 await runs.finish_attempt(

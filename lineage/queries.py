@@ -195,41 +195,80 @@ async def get_transaction(session: AsyncSession, correlation_id: str) -> Busines
 
 
 async def transaction_lineage(session: AsyncSession, correlation_id: str) -> TransactionLineage:
-    """A transaction with its event, every run, step and attempt, its refs and exceptions."""
-    tx = await get_transaction(session, correlation_id)
-    event = await session.scalar(
-        select(InboxEvent).where(InboxEvent.correlation_id == correlation_id)
-    )
-    runs = {
-        run.id: RunWithSteps(run)
-        for run in await session.scalars(
-            select(WorkflowRun)
-            .where(WorkflowRun.correlation_id == correlation_id)
-            .order_by(WorkflowRun.number)
+    """A transaction with its event, every run, step and attempt, its refs and exceptions.
+
+    Four statements however long the history: each query is an index scan well under a
+    millisecond even at 20 M attempt rows, so the round trips are the cost (docs/performance.md,
+    Lookup). A transaction has at most one event, so it joins the transaction's row; runs, steps
+    and attempts come as one tree. Refs and exceptions stay apart: joined to each other or to
+    the tree they would multiply rows.
+    """
+    tx_row = (
+        await session.execute(
+            select(BusinessTransaction, InboxEvent)
+            .outerjoin(InboxEvent, InboxEvent.correlation_id == BusinessTransaction.correlation_id)
+            .where(BusinessTransaction.correlation_id == correlation_id)
         )
-    }
+    ).first()
+    if tx_row is None:
+        raise TransactionNotFound(correlation_id)
+    tx, event = tx_row
+    return TransactionLineage(
+        tx,
+        event,
+        await _runs_with_steps(session, correlation_id),
+        list(
+            await session.scalars(
+                select(ExternalRef)
+                .where(ExternalRef.correlation_id == correlation_id)
+                .order_by(ExternalRef.id)
+            )
+        ),
+        list(
+            await session.scalars(
+                select(ExceptionItem)
+                .where(ExceptionItem.correlation_id == correlation_id)
+                .order_by(ExceptionItem.id)
+            )
+        ),
+    )
+
+
+async def _runs_with_steps(session: AsyncSession, correlation_id: str) -> list[RunWithSteps]:
+    """Runs by number, each with its steps by ID and their attempts by number, in one query.
+
+    Outer joins keep a run without steps and a step without attempts. The correlation ID is
+    in each join, as it was in the one-query-per-level reads this replaces.
+    """
+    rows = await session.execute(
+        select(WorkflowRun, WorkflowStep, StepAttempt)
+        .outerjoin(
+            WorkflowStep,
+            and_(
+                WorkflowStep.run_id == WorkflowRun.id,
+                WorkflowStep.correlation_id == correlation_id,
+            ),
+        )
+        .outerjoin(
+            StepAttempt,
+            and_(
+                StepAttempt.step_id == WorkflowStep.id,
+                StepAttempt.correlation_id == correlation_id,
+            ),
+        )
+        .where(WorkflowRun.correlation_id == correlation_id)
+        .order_by(WorkflowRun.number, WorkflowStep.id, StepAttempt.number)
+    )
+    runs: dict[int, RunWithSteps] = {}
     steps: dict[int, StepWithAttempts] = {}
-    for step in await session.scalars(
-        select(WorkflowStep)
-        .where(WorkflowStep.correlation_id == correlation_id)
-        .order_by(WorkflowStep.id)
-    ):
-        steps[step.id] = StepWithAttempts(step)
-        runs[step.run_id].steps.append(steps[step.id])
-    for attempt in await session.scalars(
-        select(StepAttempt)
-        .where(StepAttempt.correlation_id == correlation_id)
-        .order_by(StepAttempt.step_id, StepAttempt.number)
-    ):
-        steps[attempt.step_id].attempts.append(attempt)
-    refs = await session.scalars(
-        select(ExternalRef)
-        .where(ExternalRef.correlation_id == correlation_id)
-        .order_by(ExternalRef.id)
-    )
-    exceptions = await session.scalars(
-        select(ExceptionItem)
-        .where(ExceptionItem.correlation_id == correlation_id)
-        .order_by(ExceptionItem.id)
-    )
-    return TransactionLineage(tx, event, list(runs.values()), list(refs), list(exceptions))
+    for run, step, attempt in rows:
+        if run.id not in runs:
+            runs[run.id] = RunWithSteps(run)
+        if step is None:
+            continue
+        if step.id not in steps:
+            steps[step.id] = StepWithAttempts(step)
+            runs[run.id].steps.append(steps[step.id])
+        if attempt is not None:
+            steps[step.id].attempts.append(attempt)
+    return list(runs.values())

@@ -48,7 +48,7 @@ async def claim(
     run its steps.
     """
     tx = BusinessTransaction
-    result = await session.execute(
+    row = await session.scalar(
         update(tx)
         .where(
             tx.correlation_id == correlation_id,
@@ -63,12 +63,12 @@ async def claim(
             next_attempt_at=None,
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
+        # The claimed row comes back with the UPDATE: no second round trip to read it.
+        .returning(tx)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
-    if getattr(result, "rowcount", 0) != 1:
+    if row is None:
         return None
-    row = await session.get(BusinessTransaction, correlation_id, populate_existing=True)
-    assert row is not None
     run = await session.scalar(
         select(WorkflowRun)
         .where(WorkflowRun.correlation_id == correlation_id, WorkflowRun.state == RunState.RUNNING)
@@ -122,10 +122,19 @@ async def start_attempt(
     idempotency_key: str,
     external_id: str | None,
     now: datetime,
+    new: bool = False,
 ) -> tuple[WorkflowStep, StepAttempt]:
-    """Record that an attempt of a step begins, before the call is made."""
-    step = await session.scalar(
-        select(WorkflowStep).where(WorkflowStep.run_id == run_id, WorkflowStep.name == name)
+    """Record that an attempt of a step begins, before the call is made.
+
+    `new`: the caller knows the run has no row for this step yet (from its claim), so it is
+    inserted without looking for it first.
+    """
+    step = (
+        None
+        if new
+        else await session.scalar(
+            select(WorkflowStep).where(WorkflowStep.run_id == run_id, WorkflowStep.name == name)
+        )
     )
     if step is None:
         step = WorkflowStep(
@@ -268,8 +277,9 @@ async def settle(
             completed_at=now if final else None,
         )
     )
-    if state is TxState.POSTED:
+    if state is TxState.POSTED and claimed.run.number > 1:
         # A replay that succeeds closes what sent it to the exception queue, and says so.
+        # (A first run cannot have one: an exception ends the run that opened it.)
         await session.execute(
             update(ExceptionItem)
             .where(

@@ -7,42 +7,54 @@ index lookup on large tables.
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import CompoundSelect, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lineage.enums import System
 from lineage.models import BusinessTransaction, ExternalRef, InboxEvent
+
+_EXTERNAL_REF = "external_ref"
 
 
 @dataclass(slots=True)
 class SearchHit:
     transaction: BusinessTransaction
-    # How the query matched: "correlation_id", "event_id", "customer_id", "external_ref:erp", ...
+    # How the query matched: "correlation_id", "event_id", "customer_id", "external_ref:erp:invoice", ...
     matched_by: list[str] = field(default_factory=list)
 
 
 async def search(session: AsyncSession, q: str, *, limit: int) -> list[SearchHit]:
-    """Transactions whose identifiers equal `q`, newest first."""
-    matches: dict[str, set[str]] = {}
+    """Transactions whose identifiers equal `q`, newest first.
 
-    def add(correlation_id: str, how: str) -> None:
-        matches.setdefault(correlation_id, set()).add(how)
-
+    Two statements: every kind of match in one UNION ALL (each branch its own index lookup),
+    then the matching transactions; each statement is a round trip, and those are the cost.
+    """
     tx = BusinessTransaction
-    if await session.scalar(select(tx.correlation_id).where(tx.correlation_id == q)):
-        add(q, "correlation_id")
-    for column in (tx.customer_id, tx.subscription_id, tx.invoice_id):
-        for cid in await session.scalars(select(tx.correlation_id).where(column == q)):
-            add(cid, column.key)
-    for cid in await session.scalars(
-        select(InboxEvent.correlation_id).where(InboxEvent.source_event_id == q)
-    ):
-        add(cid, "event_id")
-    for cid, system, object_type in await session.execute(
-        select(ExternalRef.correlation_id, ExternalRef.system, ExternalRef.object_type).where(
-            ExternalRef.external_id == q
-        )
-    ):
-        add(cid, f"external_ref:{system}:{object_type}")
+    # (correlation ID, how it matched, and for an external reference its system and type).
+    # The external references come first: a UNION's column types are those of its first branch.
+    branches: CompoundSelect[str, str, System | None, str | None] = union_all(
+        select(
+            ExternalRef.correlation_id,
+            literal(_EXTERNAL_REF),
+            ExternalRef.system,
+            ExternalRef.object_type,
+        ).where(ExternalRef.external_id == q),
+        select(tx.correlation_id, literal("correlation_id"), null(), null()).where(
+            tx.correlation_id == q
+        ),
+        *(
+            select(tx.correlation_id, literal(column.key), null(), null()).where(column == q)
+            for column in (tx.customer_id, tx.subscription_id, tx.invoice_id)
+        ),
+        select(InboxEvent.correlation_id, literal("event_id"), null(), null()).where(
+            InboxEvent.source_event_id == q
+        ),
+    )
+    matches: dict[str, set[str]] = {}
+    for cid, how, system, object_type in await session.execute(branches):
+        if how == _EXTERNAL_REF:
+            how = f"{_EXTERNAL_REF}:{system}:{object_type}"
+        matches.setdefault(cid, set()).add(how)
     if not matches:
         return []
     rows = await session.scalars(

@@ -11,11 +11,12 @@ import logging
 import os
 import random
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage import runs
 from lineage.clock import utc_now
@@ -53,8 +54,22 @@ async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
     return outcome
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Preflight:
+    """What a run must know before its first call, read in the claim's own transaction."""
+
+    spec: WorkflowSpec | None
+    # Per step name: (step id, attempts so far) of calls that died with their worker.
+    abandoned: dict[str, tuple[int, int]]
+    waiting: str | None
+    superseded: str | None
+    outputs: dict[str, Mapping[str, Any]]
+
+
 async def _advance(deps: WorkerDeps, correlation_id: str) -> tuple[Outcome, str]:
     now = utc_now()
+    # One transaction claims and reads everything the run needs before its first call: a
+    # round trip per check was most of an uncontended transaction's database time.
     async with deps.sessionmaker.begin() as session:
         claimed = await runs.claim(
             session,
@@ -63,17 +78,39 @@ async def _advance(deps: WorkerDeps, correlation_id: str) -> tuple[Outcome, str]
             lease_until=now + timedelta(seconds=deps.settings.lease_s),
             now=now,
         )
-    if claimed is None:
-        return Outcome.NOT_CLAIMED, "-"
+        if claimed is None:
+            return Outcome.NOT_CLAIMED, "-"
+        pre = await _preflight(session, claimed, now)
     workflow = claimed.transaction.workflow or "-"
     with telemetry.span(
         "concord.run", correlation_id, workflow=workflow, run=str(claimed.run.number)
     ):
-        return await _run(deps, claimed), workflow
+        return await _run(deps, claimed, pre), workflow
 
 
-async def _run(deps: WorkerDeps, claimed: Claim) -> Outcome:
+async def _preflight(session: AsyncSession, claimed: Claim, now: datetime) -> _Preflight:
     spec = WORKFLOWS.get(claimed.transaction.workflow or "")
+    # Only a run that has steps can have left attempts behind.
+    abandoned = (
+        await runs.close_abandoned_attempts(session, claimed.run.id, now=now)
+        if claimed.step_states
+        else {}
+    )
+    waiting = superseded = None
+    if spec is not None:
+        waiting = await _predecessor_wait(session, claimed, spec)
+        if waiting is None:
+            superseded = await _superseded(session, claimed, spec)
+    outputs: dict[str, Mapping[str, Any]] = dict(claimed.outputs)
+    if claimed.run.from_step:
+        # A replay from a later step works with what the steps it leaves alone handed on.
+        earlier = await runs.earlier_outputs(session, claimed.transaction.correlation_id)
+        outputs = {**earlier, **outputs}
+    return _Preflight(spec, abandoned, waiting, superseded, outputs)
+
+
+async def _run(deps: WorkerDeps, claimed: Claim, pre: _Preflight) -> Outcome:
+    spec = pre.spec
     if spec is None:
         return await _exception(
             deps,
@@ -83,12 +120,11 @@ async def _run(deps: WorkerDeps, claimed: Claim) -> Outcome:
             f"no workflow named {claimed.transaction.workflow!r} is defined",
             "deploy the workflow definition, then replay",
         )
-    waiting = await _predecessor_wait(deps, claimed, spec)
-    if waiting:
-        return await _wait(deps, claimed, waiting)
-    superseded = await _superseded(deps, claimed, spec)
-    if superseded:
-        return await _ignore(deps, claimed, superseded)
+    if pre.waiting:
+        return await _wait(deps, claimed, spec, pre.waiting)
+    deltas = tuple(step for step in spec.steps if step.on_superseded)
+    if pre.superseded and not deltas:
+        return await _ignore(deps, claimed, pre.superseded)
     try:
         data = spec.input_model.model_validate(
             claimed.run.input_override or claimed.transaction.canonical
@@ -102,11 +138,22 @@ async def _run(deps: WorkerDeps, claimed: Claim) -> Outcome:
             f"the workflow input is invalid: {exc}",
             "replay with a corrected payload",
         )
-    return await _run_steps(deps, claimed, spec, data)
+    if pre.superseded:
+        names = ", ".join(step.name for step in deltas)
+        reason = f"{pre.superseded}; only its own deltas ran ({names})"
+        return await _run_steps(deps, claimed, spec, data, pre, deltas, reason=reason)
+    return await _run_steps(deps, claimed, spec, data, pre, spec.steps)
 
 
 async def _run_steps(
-    deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec, data: BaseModel
+    deps: WorkerDeps,
+    claimed: Claim,
+    spec: WorkflowSpec,
+    data: BaseModel,
+    pre: _Preflight,
+    steps: tuple[StepSpec, ...],
+    *,
+    reason: str | None = None,
 ) -> Outcome:
     names = [step.name for step in spec.steps]
     # A replay from a named step leaves the steps before it as the earlier run left them.
@@ -114,14 +161,16 @@ async def _run_steps(
     done = {
         n for n, s in claimed.step_states.items() if s in (StepState.SUCCEEDED, StepState.SKIPPED)
     } | set(names[:start])
-    pending = [_fault_hook(claimed, step) for step in spec.steps if step.name not in done]
-    isolated = await _isolate_poison(deps, claimed, pending)
+    pending = [_fault_hook(claimed, step) for step in steps if step.name not in done]
+    # A superseded run leaves most steps out; its steps do not wait for those.
+    scope = {step.name for step in steps} | done
+    isolated = await _isolate_poison(deps, claimed, pending, pre.abandoned)
     if isolated is not None:
         return isolated
-    outputs = await _outputs(deps, claimed, start > 0)
+    outputs = dict(pre.outputs)
     while pending:
         # Independent branches (every dependency met) run concurrently.
-        ready = [step for step in pending if set(step.depends_on) <= done]
+        ready = [step for step in pending if set(step.depends_on) & scope <= done]
         results = await asyncio.gather(*(run_step(deps, claimed, s, data, outputs) for s in ready))
         succeeded = [r for r in results if r.outcome is StepOutcome.SUCCEEDED]
         done |= {r.step.name for r in succeeded}
@@ -134,25 +183,16 @@ async def _run_steps(
             return await _schedule_retry(deps, claimed, retries)
         pending = [step for step in pending if step.name not in done]
     async with deps.sessionmaker.begin() as session:
-        await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now())
+        await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now(), reason=reason)
     await _wake_successors(deps, claimed)
     return Outcome.POSTED
 
 
-async def _outputs(
-    deps: WorkerDeps, claimed: Claim, from_step: bool
-) -> dict[str, Mapping[str, Any]]:
-    """What earlier steps handed on: this run's own, and for a replay that starts at a later
-    step, what the steps it leaves alone recorded in the runs before."""
-    if not from_step:
-        return dict(claimed.outputs)
-    async with deps.sessionmaker() as session:
-        earlier = await runs.earlier_outputs(session, claimed.transaction.correlation_id)
-    return {**earlier, **claimed.outputs}
-
-
 async def _isolate_poison(
-    deps: WorkerDeps, claimed: Claim, steps: list[StepSpec]
+    deps: WorkerDeps,
+    claimed: Claim,
+    steps: list[StepSpec],
+    abandoned: dict[str, tuple[int, int]],
 ) -> Outcome | None:
     """Count calls that died with their worker as failed attempts, so an event that crashes
     every worker handling it ends in the exception queue after its budget.
@@ -163,8 +203,6 @@ async def _isolate_poison(
     together, share the poison's next crash, and spend their budgets with it.
     """
     now = utc_now()
-    async with deps.sessionmaker.begin() as session:
-        abandoned = await runs.close_abandoned_attempts(session, claimed.run.id, now=now)
     retries: list[StepResult] = []
     for step in steps:
         if step.name not in abandoned:
@@ -214,34 +252,34 @@ def _fault_hook(claimed: Claim, step: StepSpec) -> StepSpec:
     return dataclasses.replace(step, action=crash)
 
 
-async def _predecessor_wait(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec) -> str | None:
+async def _predecessor_wait(
+    session: AsyncSession, claimed: Claim, spec: WorkflowSpec
+) -> str | None:
     tx = claimed.transaction
     if tx.ordering_key is None:
         return None
-    async with deps.sessionmaker() as session:
-        before = await runs.unsettled_predecessor(session, tx, rank=business_rank)
-        if before is not None:
-            return (
-                f"waiting for {before.correlation_id} ({before.event_type}, {before.state}) "
-                f"on {tx.ordering_key}"
-            )
-        for workflow in spec.requires:
-            if not await runs.has_posted(
-                session, ordering_key=tx.ordering_key, workflow=workflow.value
-            ):
-                return f"waiting for a posted {workflow.value} on {tx.ordering_key}"
+    before = await runs.unsettled_predecessor(session, tx, rank=business_rank)
+    if before is not None:
+        return (
+            f"waiting for {before.correlation_id} ({before.event_type}, {before.state}) "
+            f"on {tx.ordering_key}"
+        )
+    for workflow in spec.requires:
+        if not await runs.has_posted(
+            session, ordering_key=tx.ordering_key, workflow=workflow.value
+        ):
+            return f"waiting for a posted {workflow.value} on {tx.ordering_key}"
     return None
 
 
-async def _superseded(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec) -> str | None:
+async def _superseded(session: AsyncSession, claimed: Claim, spec: WorkflowSpec) -> str | None:
     """Applying a state older than one already posted would roll the targets back."""
-    async with deps.sessionmaker() as session:
-        later = await runs.posted_successor(
-            session,
-            claimed.transaction,
-            rank=business_rank,
-            workflows=tuple(w.value for w in spec.superseded_by),
-        )
+    later = await runs.posted_successor(
+        session,
+        claimed.transaction,
+        rank=business_rank,
+        workflows=tuple(w.value for w in spec.superseded_by),
+    )
     if later is None:
         return None
     return (
@@ -257,7 +295,7 @@ async def _ignore(deps: WorkerDeps, claimed: Claim, reason: str) -> Outcome:
     return Outcome.SUPERSEDED
 
 
-async def _wait(deps: WorkerDeps, claimed: Claim, reason: str) -> Outcome:
+async def _wait(deps: WorkerDeps, claimed: Claim, spec: WorkflowSpec, reason: str) -> Outcome:
     age = (utc_now() - claimed.transaction.received_at).total_seconds()
     if age > deps.settings.ordering_timeout_s:
         return await _exception(
@@ -271,6 +309,21 @@ async def _wait(deps: WorkerDeps, claimed: Claim, reason: str) -> Outcome:
     async with deps.sessionmaker.begin() as session:
         # Pending, not leased: the predecessor's completion (or the sweeper) wakes it again.
         await runs.settle(session, claimed, state=TxState.PENDING, now=utc_now(), reason=reason)
+    # The predecessor may have settled after we looked and before we were pending, and then
+    # found nobody pending to wake. Each side looks only after its own commit, so at least one
+    # of the two sees the other: here, that is this second look.
+    async with deps.sessionmaker() as session:
+        still = await _predecessor_wait(session, claimed, spec)
+    if still is None:
+        try:
+            # Its own job ID: this job's ID stays taken until it returns.
+            await enqueue_wakeup(
+                deps.redis,
+                claimed.transaction.correlation_id,
+                due=f"recheck:{claimed.run.number}:{utc_now().timestamp():.6f}",
+            )
+        except Exception:
+            log.warning("not re-queued; the sweeper will wake it", exc_info=True)
     return Outcome.WAITING
 
 
@@ -396,6 +449,8 @@ async def _exception(
 
 
 async def _wake_successors(deps: WorkerDeps, claimed: Claim) -> None:
+    """Wake what is parked behind this transaction; read after its settlement commits (see
+    _wait for why the order matters)."""
     key = claimed.transaction.ordering_key
     if key is None:
         return
@@ -403,6 +458,10 @@ async def _wake_successors(deps: WorkerDeps, claimed: Claim) -> None:
         waiting = await runs.waiting_on(session, key)
     for correlation_id in waiting:
         try:
-            await enqueue_wakeup(deps.redis, correlation_id)
+            # Not the plain `tx:<id>`: a successor whose own job is still returning holds
+            # that ID, and a wake-up under it would be dropped.
+            await enqueue_wakeup(
+                deps.redis, correlation_id, due=f"after:{claimed.transaction.correlation_id}"
+            )
         except Exception:
             log.warning("successor not woken; the sweeper will", exc_info=True)

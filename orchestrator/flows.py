@@ -164,14 +164,20 @@ SUBSCRIPTION_AMENDED = WorkflowSpec(
     input_model=SubscriptionChange,
     steps=(
         StepSpec(amendment.READ_ACCOUNT, System.CRM, amendment.read_account, _customer_id),
-        StepSpec(amendment.READ_DIMENSIONS, System.ERP, amendment.read_dimensions, _customer_id),
+        StepSpec(
+            amendment.READ_DIMENSIONS,
+            System.ERP,
+            amendment.read_dimensions,
+            _customer_id,
+            on_superseded=True,
+        ),
         StepSpec(
             "crm.update_contract",
             System.CRM,
             _crm_contract,
             _sub_id,
             compensate=_crm_restore,
-            depends_on=(amendment.READ_ACCOUNT, amendment.READ_DIMENSIONS),
+            depends_on=(amendment.READ_ACCOUNT,),
         ),
         StepSpec(
             "erp.post_proration",
@@ -180,8 +186,9 @@ SUBSCRIPTION_AMENDED = WorkflowSpec(
             amendment.proration_external_id,
             lookup=amendment.find_proration,
             compensate=amendment.reverse_proration,
-            depends_on=("crm.update_contract",),
+            depends_on=("crm.update_contract", amendment.READ_DIMENSIONS),
             uses=(amendment.READ_DIMENSIONS,),
+            on_superseded=True,
         ),
         StepSpec(
             "erp.amend_contract",
@@ -387,13 +394,17 @@ DEAL_CLOSED_WON = WorkflowSpec(
     triggers=("deal.propertyChange:dealstage",),
     input_model=DealEvent,
     steps=(
-        StepSpec("crm.validate_deal", System.CRM, quote_to_cash.validate, quote_to_cash.deal_key),
+        # The validated order is the step's output; billing builds from it, not the CRM.
+        StepSpec(
+            quote_to_cash.VALIDATE, System.CRM, quote_to_cash.validate, quote_to_cash.deal_key
+        ),
         StepSpec(
             "billing.upsert_customer",
             System.BILLING,
             quote_to_cash.billing_customer,
             quote_to_cash.deal_key,
-            depends_on=("crm.validate_deal",),
+            depends_on=(quote_to_cash.VALIDATE,),
+            uses=(quote_to_cash.VALIDATE,),
         ),
         StepSpec(
             "billing.create_subscription",
@@ -402,6 +413,7 @@ DEAL_CLOSED_WON = WorkflowSpec(
             quote_to_cash.subscription_key,
             lookup=quote_to_cash.find_subscription,
             depends_on=("billing.upsert_customer",),
+            uses=(quote_to_cash.VALIDATE,),
         ),
     ),
     sla_s=SLA_S[Workflow.DEAL_CLOSED_WON],

@@ -4,11 +4,18 @@ The order is read from the CRM (the deal, its company and that company's parents
 items) and checked against the mappings before anything is written. Every problem found is
 named in one terminal error, so an operator fixes the deal once: `deal 123: company 456 has no
 tax region (property tax_region)`.
+
+The validation step hands the order it checked on in lineage, and the billing steps build from
+that order alone: the CRM is read once per run, and what billing creates is what was validated,
+even if the deal changes in between. A replay from a billing step uses the recorded order; a
+replay from the start reads the deal again.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lineage.enums import System
 from orchestrator.client.canonical import DealEvent
@@ -17,6 +24,8 @@ from orchestrator.connectors.hubspot import CrmObject
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
 from orchestrator.mappings import MappingMissing, Mappings
+
+VALIDATE = "crm.validate_deal"
 
 # A company inherits tax region and payment terms from its parents, this many levels up.
 MAX_HIERARCHY = 5
@@ -62,6 +71,28 @@ class Order:
         if self.parents:
             kept["crm_parent_companies"] = ",".join(self.parents)
         return kept
+
+    def to_output(self) -> dict[str, Any]:
+        """The order as the validation step's output: JSON types only (lists for tuples), so
+        the order a later step reads is the same whether it comes from this run or lineage."""
+        output: dict[str, Any] = _ORDER.dump_python(self, mode="json")
+        return output
+
+    @classmethod
+    def from_output(cls, output: Mapping[str, Any]) -> "Order":
+        try:
+            return _ORDER.validate_python(output)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise Terminal(
+                f"the order {VALIDATE} recorded is unreadable ({where}: {first['msg']}); "
+                f"replay from {VALIDATE}",
+                classification="validation",
+            ) from exc
+
+
+_ORDER = TypeAdapter(Order)
 
 
 class OrderInvalid(Terminal):
@@ -238,18 +269,32 @@ def subscription_key(data: BaseModel) -> str:
 
 async def validate(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     order = await read_order(deps, _deal(data), ctx)
-    return TargetRecord(System.CRM, "deals", order.deal_id, order.deal_id, http_status=200)
+    return TargetRecord(
+        System.CRM,
+        "deals",
+        order.deal_id,
+        order.deal_id,
+        http_status=200,
+        output=order.to_output(),
+    )
 
 
-async def billing_customer(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
-    order = await read_order(deps, _deal(data), ctx)
+def _validated(ctx: CallContext) -> Order:
+    """The order the validation step checked, never a fresh read of the CRM."""
+    return Order.from_output(ctx.earlier[VALIDATE])
+
+
+async def billing_customer(deps: WorkerDeps, _data: BaseModel, ctx: CallContext) -> TargetRecord:
+    order = _validated(ctx)
     return await deps.billing.ensure_customer(
         external_id=order.customer_external_id, name=order.company_name, email=None, ctx=ctx
     )
 
 
-async def billing_subscription(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
-    order = await read_order(deps, _deal(data), ctx)
+async def billing_subscription(
+    deps: WorkerDeps, _data: BaseModel, ctx: CallContext
+) -> TargetRecord:
+    order = _validated(ctx)
     # One subscription per deal, even when the deal is won a second time.
     existing = await deps.billing.find_subscription(order.subscription_external_id, ctx=ctx)
     if existing is not None:

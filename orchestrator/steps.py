@@ -132,6 +132,7 @@ async def _attempt(
             idempotency_key=ctx.idempotency_key,
             external_id=external_id,
             now=utc_now(),
+            new=step.name not in claimed.step_states,
         )
     try:
         record, found = await _call(

@@ -1,5 +1,6 @@
 """The workflow ports over the vendor-shaped HTTP connectors (Stripe, NetSuite, HubSpot, ops)."""
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from orchestrator.connectors.ports import (
     TicketRecord,
 )
 from orchestrator.connectors.stripe_billing import StripeBilling
-from orchestrator.mappings import Mappings, code_contract, code_invoice
+from orchestrator.mappings import Coding, Mappings, code_contract, code_invoice
 from orchestrator.usage import journal_entry
 
 
@@ -41,6 +42,20 @@ def _months(subscription: Subscription) -> tuple[tuple[str, int], ...]:
             (f"{start.year + year:04d}-{month + 1:02d}", share + (rest if n == 11 else 0))
         )
     return tuple(periods)
+
+
+def _coded(record: TargetRecord, coding: Coding) -> TargetRecord:
+    """The posting with how it was coded as its step output: lineage then names the mappings
+    version behind each posting."""
+    return dataclasses.replace(
+        record,
+        output={
+            "mappings_version": coding.version,
+            "legal_entity": coding.legal_entity,
+            "subsidiary": coding.subsidiary,
+            "tax_code": coding.tax_code,
+        },
+    )
 
 
 class NetSuiteLedger:
@@ -74,7 +89,7 @@ class NetSuiteLedger:
 
     async def post_invoice(self, invoice: Invoice, *, ctx: CallContext) -> TargetRecord:
         coding = code_invoice(self._mappings, invoice)
-        return await self._erp.post_invoice(invoice, ctx=ctx, coding=coding)
+        return _coded(await self._erp.post_invoice(invoice, ctx=ctx, coding=coding), coding)
 
     async def find_invoice(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         return await self._erp.find_invoice(external_id, ctx=ctx)
@@ -171,9 +186,11 @@ class NetSuiteLedger:
         )
         coding = code_contract(self._mappings, subscription)
         try:
-            return await self._erp.post_revenue_schedule(schedule, ctx=ctx, coding=coding)
+            posted = await self._erp.post_revenue_schedule(schedule, ctx=ctx, coding=coding)
         except Conflict:
+            # Posted before, perhaps under other mappings: no claim about how it was coded.
             return await self._existing("revenueplan", external_id, ctx)
+        return _coded(posted, coding)
 
     async def _existing(self, record_type: str, external_id: str, ctx: CallContext) -> TargetRecord:
         found = await self._erp.find_record(record_type, external_id, ctx=ctx)

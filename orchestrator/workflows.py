@@ -46,6 +46,10 @@ class StepSpec:
     # False: when this step fails terminally, the earlier steps' effects stand (a missing
     # analytics event does not undo a contract change); a replay from this step finishes it.
     undo_on_failure: bool = True
+    # True: runs even when a later state of the subscription has already posted. A delta (a
+    # proration) is a fact of its own that no later state contains; a state (a contract
+    # value) would roll the targets back, so only flagged steps run then.
+    on_superseded: bool = False
 
 
 class StepSkipped(Exception):
@@ -78,4 +82,12 @@ class WorkflowSpec:
             if unordered:
                 raise ValueError(
                     f"{self.name}.{step.name} uses {unordered} without depending on it"
+                )
+        # When superseded, only flagged steps run: what they use must run too; an ordering
+        # dependency on a step that does not run is waived.
+        flagged = {step.name for step in self.steps if step.on_superseded}
+        for step in self.steps:
+            if step.on_superseded and not set(step.uses) <= flagged:
+                raise ValueError(
+                    f"{self.name}.{step.name} runs when superseded, so must what it uses"
                 )

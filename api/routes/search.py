@@ -2,8 +2,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep, ViewerDep
+from api.deps import ViewerDep
 from api.errors import GUARDED
+from api.read_session import ReadSessionDep
 from api.schemas import TransactionRead
 from api.schemas_views import SearchHitRead, SearchResults
 from lineage import search as lineage_search
@@ -13,7 +14,7 @@ router = APIRouter(prefix="/v1/search", tags=["search"], responses=GUARDED)
 
 @router.get("")
 async def search(
-    session: SessionDep,
+    session: ReadSessionDep,
     _principal: ViewerDep,
     q: Annotated[
         str,

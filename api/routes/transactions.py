@@ -7,6 +7,7 @@ from fastapi.responses import StreamingResponse
 from api import csv_export, replay
 from api.deps import SessionDep, StateDep, ViewerDep, mutation
 from api.errors import MUTATING, error_responses
+from api.read_session import ReadSessionDep
 from api.schemas import (
     INT64_MAX,
     AttemptRead,
@@ -117,7 +118,7 @@ def _canonical(lineage: queries.TransactionLineage, principal: Principal) -> Can
 
 @router.get("/{correlation_id}", responses=error_responses(404))
 async def get_transaction(
-    correlation_id: str, session: SessionDep, principal: ViewerDep
+    correlation_id: str, session: ReadSessionDep, principal: ViewerDep
 ) -> TransactionDetail:
     """One transaction with every run, step and attempt, its external references and exceptions.
 

@@ -17,6 +17,7 @@ from orchestrator.settings import OrchestratorSettings
 from orchestrator.worker import build_worker, run_supervised
 from sandbox.traffic import CRM_PRODUCTS, PLANS
 from tests.factories import FIXTURE_INVOICE, new_invoice, signed_headers, stripe_event
+from tests.support.concord_http import Concord, created_event, steps_of
 from tests.workers import run_burst
 
 SHIPPED = Path(__file__).parents[2] / "orchestrator" / "mappings.toml"
@@ -135,12 +136,17 @@ async def _post(client: httpx.AsyncClient, invoice: dict[str, Any]) -> str:
 
 
 async def test_an_invoice_is_posted_with_the_entity_item_account_and_tax_code_it_maps_to(
-    client: httpx.AsyncClient, sandbox_url: str, worker_settings: OrchestratorSettings
+    client: httpx.AsyncClient,
+    sandbox_url: str,
+    worker_settings: OrchestratorSettings,
+    api_keys: dict[Role, str],
+    tmp_path: Path,
 ) -> None:
+    settings = worker_settings.model_copy(update={"mappings_file": _write(tmp_path, _shipped(4))})
     invoice = _invoice_with_product("prod_pro_monthly", currency="eur")
-    await _post(client, invoice)
+    correlation_id = await _post(client, invoice)
 
-    await run_burst(worker_settings)
+    await run_burst(settings)
 
     record = httpx.get(f"{sandbox_url}/erp/record/v1/invoice/eid:{invoice['id']}").json()
     assert record["subsidiary"] == {"id": "2"}
@@ -149,7 +155,34 @@ async def test_an_invoice_is_posted_with_the_entity_item_account_and_tax_code_it
     assert line["item"] == {"externalId": "SAAS-PRO"}
     assert line["account"] == {"id": "4020"}
     assert line["taxCode"] == {"refName": "EU-VAT-RC"}
-    assert record["memo"].endswith("coded by mappings v1")
+    assert record["memo"].endswith("coded by mappings v4")
+    # Lineage names the mappings version that coded the posting, for operators.
+    viewer = {"Authorization": f"Bearer {api_keys[Role.VIEWER]}"}
+    detail = (await client.get(f"/v1/transactions/{correlation_id}", headers=viewer)).json()
+    [step] = detail["runs"][0]["steps"]
+    assert step["name"] == "erp.post_invoice"
+    assert step["output"] == {
+        "mappings_version": 4,
+        "legal_entity": "concord_eu",
+        "subsidiary": "2",
+        "tax_code": "EU-VAT-RC",
+    }
+
+
+async def test_a_contract_posting_names_the_mappings_version_in_lineage(
+    concord: Concord,
+) -> None:
+    answer = await concord.stripe(created_event())
+
+    await concord.run_workers()
+
+    steps = steps_of(await concord.transaction(answer["correlation_id"]))
+    assert steps["erp.upsert_contract"]["output"] == {
+        "mappings_version": 1,
+        "legal_entity": "concord_us",
+        "subsidiary": "1",
+        "tax_code": "US-SAAS-EXEMPT",
+    }
 
 
 async def test_a_missing_mapping_is_a_terminal_exception_naming_the_key_and_version(

@@ -155,12 +155,19 @@ async def test_an_amendment_arriving_after_a_later_one_posted_does_not_roll_back
 
     state = await sandbox_state(in_order.sandbox_url)
     assert state["crm_deals"] == {created.subscription_id: ("720.00", "closedwon")}
-    plans = [r for r in await in_order.ledger("erp") if r["type"] == "revenueplan"]
+    erp = await in_order.ledger("erp")
+    plans = [r for r in erp if r["type"] == "revenueplan"]
     assert [p["total"] for p in plans] == [240.0, 720.0]
     late = await in_order.transaction(answers[2]["correlation_id"])
-    assert late["state"] == "ignored"
     assert late["state_reason"].startswith(f"superseded by {answers[1]['correlation_id']}")
-    assert late["runs"][0]["steps"] == []
+    # Its proration is a fact no later state contains: that alone still reaches the ERP.
+    assert late["state"] == "posted"
+    assert {s["name"] for s in late["runs"][0]["steps"]} == {
+        "erp.read_dimensions",
+        "erp.post_proration",
+    }
+    prorations = sorted(r["external_id"] for r in erp if r["type"] == "journalentry")
+    assert len(prorations) == 2
     assert await posted_twice(in_order.sandbox_url) == []
 
 
@@ -182,4 +189,11 @@ async def test_an_amendment_arriving_after_the_cancellation_leaves_the_contract_
     state = await sandbox_state(in_order.sandbox_url)
     assert state["crm_deals"] == {created.subscription_id: ("0.00", "closedlost")}
     assert state["tenants"] == [(created.subscription_id, False)]
-    assert sorted(await _states(in_order)) == ["ignored", "posted", "posted"]
+    # The late amendment posted its proration alone; the contract stayed ended.
+    assert sorted(await _states(in_order)) == ["posted", "posted", "posted"]
+    erp = await in_order.ledger("erp")
+    assert [r["external_id"] for r in erp if r["type"] == "journalentry"] == [
+        f"proration:{created.subscription_id}:{amended.body['created']}"
+    ]
+    plans = [r["external_id"] for r in erp if r["type"] == "revenueplan"]
+    assert plans[-1] == f"contract:{created.subscription_id}:ended"

@@ -1,5 +1,8 @@
 """Quote-to-cash over HTTP: a signed HubSpot closed-won webhook to the API, a real arq worker,
 the deal read from the sandbox CRM and the subscription created in the sandbox billing.
+
+The sandbox is served through CrmReads, which notes each CRM read and the transaction that
+made it, so a test can see that only the validation step reads the deal.
 """
 
 import base64
@@ -8,16 +11,20 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.main import create_app
 from api.settings import ApiSettings
 from lineage.enums import Role
+from orchestrator.connectors.errors import Terminal
+from orchestrator.quote_to_cash import Order
 from orchestrator.settings import OrchestratorSettings
+from sandbox.app import create_sandbox_app
 from sandbox.stripe_form import encode
 from tests.factories import WEBHOOK_SECRET
 from tests.support.servers import serve_in_thread
@@ -34,6 +41,28 @@ def _link(to_id: str, type_id: int) -> dict[str, Any]:
         "to": {"id": to_id},
         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
     }
+
+
+@dataclass
+class CrmReads:
+    """The sandbox app, noting each CRM record read as (correlation ID, "type/id")."""
+
+    app: ASGIApp
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    prefix: str = "/crm/crm/v3/objects/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"].startswith(self.prefix)
+        ):
+            correlation = dict(scope["headers"]).get(b"x-correlation-id", b"").decode()
+            self.seen.append((correlation, scope["path"].removeprefix(self.prefix)))
+        await self.app(scope, receive, send)
+
+    def by(self, correlation_id: str) -> list[str]:
+        return [read for cid, read in self.seen if cid == correlation_id]
 
 
 @dataclass
@@ -106,6 +135,23 @@ class World:
         assert accepted["status"] == "accepted", accepted
         return str(accepted["correlation_id"])
 
+    def links(self, deal_id: str) -> dict[str, list[str]]:
+        """The deal's associated record IDs by type, as the CRM holds them now."""
+        links: dict[str, Any] = (
+            httpx.get(
+                f"{self.sandbox}/crm/crm/v3/objects/deals/{deal_id}",
+                params={"associations": "companies,line_items"},
+            )
+            .json()
+            .get("associations", {})
+        )
+        return {kind: [r["id"] for r in found["results"]] for kind, found in links.items()}
+
+    def faults(self, spec: str) -> None:
+        """Replace the sandbox-wide fault SPEC ("" clears it)."""
+        response = httpx.post(f"{self.sandbox}/billing/_admin/faults", json={"faults": spec})
+        assert response.status_code == 200, response.text
+
     async def transaction(self, correlation_id: str) -> dict[str, Any]:
         response = await self.api.get(f"/v1/transactions/{correlation_id}", headers=self.viewer)
         detail: dict[str, Any] = response.json()
@@ -144,6 +190,18 @@ def _catalogue(billing_url: str) -> str:
 
 
 @pytest.fixture
+def crm_reads() -> CrmReads:
+    return CrmReads(create_sandbox_app())
+
+
+@pytest.fixture
+def sandbox_url(crm_reads: CrmReads) -> Iterator[str]:
+    """The conftest fixture's sandbox, served through CrmReads (the worker settings use it)."""
+    with serve_in_thread(crm_reads) as url:
+        yield url
+
+
+@pytest.fixture
 def hubspot_api(database_url: str, redis_url: str) -> Iterator[str]:
     settings = ApiSettings(
         database_url=database_url,
@@ -177,15 +235,12 @@ LINE = {"name": "Pro", "hs_product_id": "9002", "quantity": "4"}
 
 
 async def test_a_won_deal_becomes_one_subscription_even_after_a_lost_answer(
-    world: World,
+    world: World, crm_reads: CrmReads
 ) -> None:
     price = _catalogue(f"{world.sandbox}/billing")
     deal_id = world.deal(company=COMPANY, line=LINE)
     # Billing commits the subscription, then the answer is lost: the outcome is unknown.
-    httpx.post(
-        f"{world.sandbox}/billing/_admin/faults",
-        json={"faults": "billing.subscriptions:drop_after_commit=1"},
-    )
+    world.faults("billing.subscriptions:drop_after_commit=1")
 
     correlation_id = await world.won(deal_id, 1)
     await run_burst(world.settings)
@@ -223,8 +278,29 @@ async def test_a_won_deal_becomes_one_subscription_even_after_a_lost_answer(
     assert steps["billing.create_subscription"]["external_id"] == f"crm-deal-{deal_id}"
     refs = {(r["system"], r["object_type"]) for r in detail["external_refs"]}
     assert ("billing", "subscription") in refs
+    # Lineage shows the order as validated; the billing steps (and the retry) built from it.
+    company_id = sub["metadata"]["crm_company_id"]
+    assert steps["crm.validate_deal"]["output"] == {
+        "deal_id": deal_id,
+        "deal_name": "Pro for Acme",
+        "company_id": company_id,
+        "company_name": "Acme",
+        "parents": [],
+        "currency": "USD",
+        "legal_entity": "concord_us",
+        "tax_region": "US",
+        "tax_code": "US-SAAS-EXEMPT",
+        "payment_terms": "net_30",
+        "days_until_due": 30,
+        "plans": [["pro_monthly", 4]],
+        "mappings_version": 1,
+    }
+    [line] = world.links(deal_id)["line_items"]
+    validated = [f"deals/{deal_id}", f"companies/{company_id}", f"line_items/{line}"]
+    assert crm_reads.by(correlation_id) == validated
     second = await world.transaction(again)
     assert second["state"] == "posted"
+    assert len(crm_reads.by(again)) == 3
 
 
 async def test_a_child_company_takes_its_terms_from_its_parent(world: World) -> None:
@@ -235,12 +311,79 @@ async def test_a_child_company_takes_its_terms_from_its_parent(world: World) -> 
     correlation_id = await world.won(deal_id, 3)
     await run_burst(world.settings)
 
-    assert (await world.transaction(correlation_id))["state"] == "posted"
+    detail = await world.transaction(correlation_id)
+    assert detail["state"] == "posted"
     [sub] = world.subscriptions()
     assert (sub["metadata"]["tax_code"], sub["metadata"]["payment_terms"]) == (
         "EU-VAT-RC",
         "net_60",
     )
+    validated = {s["name"]: s for s in detail["runs"][0]["steps"]}["crm.validate_deal"]["output"]
+    [parent_id] = validated["parents"]
+    assert sub["metadata"]["crm_parent_companies"] == parent_id
+    assert validated["days_until_due"] == 60
+
+
+async def test_a_replay_from_the_subscription_creates_the_order_as_validated(
+    world: World, crm_reads: CrmReads, api_keys: dict[Role, str]
+) -> None:
+    price = _catalogue(f"{world.sandbox}/billing")
+    deal_id = world.deal(company=COMPANY, line=LINE)
+    world.faults("billing.subscriptions:422=1")
+    correlation_id = await world.won(deal_id, 5)
+    await run_burst(world.settings)
+    failed = await world.transaction(correlation_id)
+    assert failed["state"] == "exception"
+    world.faults("")
+    assert world.subscriptions() == []
+    # Sales edits the deal after it was validated; the run being finished is the one checked.
+    [line] = world.links(deal_id)["line_items"]
+    edited = httpx.patch(
+        f"{world.sandbox}/crm/crm/v3/objects/line_items/{line}",
+        json={"properties": {"quantity": "9"}},
+    )
+    assert edited.status_code == 200, edited.text
+
+    response = await world.api.post(
+        f"/v1/transactions/{correlation_id}/replay",
+        json={"reason": "billing accepts the plan now", "from_step": "billing.create_subscription"},
+        headers={"Authorization": f"Bearer {api_keys[Role.OPS]}"},
+    )
+    assert response.status_code == 202, response.text
+    await run_burst(world.settings)
+
+    detail = await world.transaction(correlation_id)
+    assert detail["state"] == "posted", detail
+    [sub] = world.subscriptions()
+    assert [(i["price"]["id"], i["quantity"]) for i in sub["items"]["data"]] == [(price, 4)]
+    # The deal, its company and its line item, read once, by the first run's validation.
+    assert len(crm_reads.by(correlation_id)) == 3
+
+
+def test_an_order_survives_lineage_unchanged_and_a_mangled_one_is_refused() -> None:
+    order = Order(
+        deal_id="1",
+        deal_name="Pro for Acme",
+        company_id="2",
+        company_name="Acme GmbH",
+        parents=("3", "4"),
+        currency="EUR",
+        legal_entity="concord_eu",
+        tax_region="EU",
+        tax_code="EU-VAT-RC",
+        payment_terms="net_60",
+        days_until_due=60,
+        plans=(("pro_monthly", 4), ("starter_monthly", 1)),
+        mappings_version=7,
+    )
+
+    stored = json.loads(json.dumps(order.to_output()))
+
+    assert Order.from_output(stored) == order
+    with pytest.raises(Terminal) as caught:
+        Order.from_output({**stored, "plans": [["pro_monthly", "many"]]})
+    assert "plans.0.1" in str(caught.value)
+    assert "replay from crm.validate_deal" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -279,16 +422,8 @@ async def test_a_deal_that_cannot_be_billed_is_an_exception_naming_what_is_missi
 ) -> None:
     _catalogue(f"{world.sandbox}/billing")
     deal_id = world.deal(**deal)
-    links: dict[str, Any] = (
-        httpx.get(
-            f"{world.sandbox}/crm/crm/v3/objects/deals/{deal_id}",
-            params={"associations": "companies,line_items"},
-        )
-        .json()
-        .get("associations", {})
-    )
-    company = [r["id"] for r in links.get("companies", {}).get("results", [])]
-    line = [r["id"] for r in links.get("line_items", {}).get("results", [])]
+    links = world.links(deal_id)
+    company, line = links.get("companies", []), links.get("line_items", [])
 
     correlation_id = await world.won(deal_id, 4)
     await run_burst(world.settings)
