@@ -347,6 +347,8 @@ def _deal_key(data: BaseModel) -> str:
 async def _success_task(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     deal = _deal(data)
     context = await subscription_context(deps.sessionmaker, deal.source_id)
+    if deal.note:
+        context = f"{context}\nWhy it was flagged: {deal.note}"
     return await deps.crm.create_task(
         external_id=f"renewal_risk:{_deal_key(data)}",
         subject=f"Renewal risk ({deal.property_value}) on deal {deal.deal_id}",
@@ -377,7 +379,7 @@ async def _billing_flag(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> 
 
 RENEWAL_RISK = WorkflowSpec(
     name=Workflow.RENEWAL_RISK,
-    triggers=("deal.propertyChange:renewal_risk",),
+    triggers=("deal.propertyChange:renewal_risk", "com.concord.renewal_risk.identified"),
     input_model=DealEvent,
     steps=(
         StepSpec("crm.create_success_task", System.CRM, _success_task, _deal_key),

@@ -23,6 +23,7 @@ class CanonicalType(StrEnum):
 
     INVOICE_GENERATED = "com.concord.invoice.generated"
     USAGE_RECORDED = "com.concord.usage.recorded"
+    RENEWAL_RISK_IDENTIFIED = "com.concord.renewal_risk.identified"
 
 
 class InvoiceLine(BaseModel):
@@ -133,6 +134,22 @@ class DealEvent(BaseModel):
     # The deal's external ID property: the billing subscription it belongs to, when it has one.
     source_id: str | None = None
     occurred_at: datetime | None = None
+    # Why an analytics model flagged the risk, when it says (com.concord.renewal_risk.identified).
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RenewalRiskIdentified(BaseModel):
+    """Data of `com.concord.renewal_risk.identified`: an analytics model's renewal-risk signal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str = Field(min_length=1, max_length=255)
+    risk: str = Field(min_length=1, max_length=50)
+    # The CRM deal of the subscription when the sender knows it; else Concord's deal for the
+    # subscription, whose external ID is the subscription ID.
+    deal_id: str | None = Field(default=None, min_length=1, max_length=255)
+    reason: str | None = Field(default=None, max_length=2000)
+    occurred_at: datetime
 
 
 class BusinessKeys(BaseModel):

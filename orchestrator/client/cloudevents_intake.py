@@ -11,9 +11,11 @@ from pydantic import ValidationError
 from orchestrator.client.canonical import (
     BusinessKeys,
     CanonicalType,
+    DealEvent,
     Ignored,
     Invoice,
     NotAnEvent,
+    RenewalRiskIdentified,
     Routed,
     Workflow,
 )
@@ -49,6 +51,8 @@ def route(event_type: str, data: Any) -> Routed | Ignored | Metered:
         if usage.occurred_at > datetime.now(UTC) + _CLOCK_SKEW:
             raise NotAnEvent(f"data.occurred_at {usage.occurred_at.isoformat()} is in the future")
         return Metered(usage=usage)
+    if event_type == CanonicalType.RENEWAL_RISK_IDENTIFIED:
+        return _renewal_risk(data)
     if event_type != CanonicalType.INVOICE_GENERATED:
         known = ", ".join(t.value for t in CanonicalType)
         return Ignored(reason=f"event type {event_type!r} is not canonical (known: {known})")
@@ -67,6 +71,30 @@ def route(event_type: str, data: Any) -> Routed | Ignored | Metered:
             currency=invoice.currency,
             period=invoice.period_start.strftime("%Y-%m") if invoice.period_start else None,
             ordering_key=f"invoice:{invoice.invoice_id}",
+        ),
+    )
+
+
+def _renewal_risk(data: Any) -> Routed:
+    try:
+        signal = RenewalRiskIdentified.model_validate(data)
+    except ValidationError as exc:
+        raise NotAnEvent(f"data is not a renewal-risk signal ({_problems(exc)})") from exc
+    deal = DealEvent(
+        deal_id=signal.deal_id or signal.subscription_id,
+        property_name="renewal_risk",
+        property_value=signal.risk,
+        source_id=signal.subscription_id,
+        occurred_at=signal.occurred_at,
+        note=signal.reason,
+    )
+    return Routed(
+        workflow=Workflow.RENEWAL_RISK,
+        canonical=deal,
+        keys=BusinessKeys(
+            subscription_id=signal.subscription_id,
+            ordering_key=f"deal:{deal.deal_id}",
+            occurred_at=signal.occurred_at,
         ),
     )
 

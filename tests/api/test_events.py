@@ -145,3 +145,35 @@ async def test_unknown_types_are_recorded_as_ignored(
 
     assert response.status_code == 202
     assert response.json()["status"] == "ignored"
+
+
+async def test_a_renewal_risk_signal_starts_the_renewal_risk_workflow(
+    client: httpx.AsyncClient,
+    api_keys: dict[Role, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    headers = _headers(api_keys[Role.INGEST])
+    data = {"subscription_id": "sub_9", "risk": "high", "occurred_at": "2026-11-01T00:00:00Z"}
+    signal = cloudevent(id="risk-1", type="com.concord.renewal_risk.identified", data=data)
+
+    accepted = await client.post("/v1/events", content=json.dumps(signal), headers=headers)
+    refused = await client.post(
+        "/v1/events",
+        content=json.dumps({**signal, "id": "risk-2", "data": {**data, "risk": ""}}),
+        headers=headers,
+    )
+
+    assert accepted.status_code == 202, accepted.text
+    async with sessionmaker() as session:
+        tx = await session.get(BusinessTransaction, accepted.json()["correlation_id"])
+    assert tx is not None
+    assert (tx.workflow, tx.subscription_id, tx.ordering_key) == (
+        "renewal_risk",
+        "sub_9",
+        "deal:sub_9",
+    )
+    assert tx.canonical is not None
+    assert tx.canonical["property_value"] == "high"
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "not_an_event")
+    assert "risk" in refused.json()["error"]["message"]
+    assert await inbox_counts(sessionmaker) == (1, 1)

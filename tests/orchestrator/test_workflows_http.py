@@ -4,8 +4,10 @@ systems as targets, effects read from their ledgers and vendor APIs, lineage fro
 The main failure paths are in test_workflows_http_failures.py.
 """
 
+import json
 from typing import Any
 
+from lineage.enums import Role
 from tests.factories import (
     fixture_subscription,
     new_invoice,
@@ -245,3 +247,49 @@ async def test_renewal_risk_from_hubspot_flags_billing_and_tasks_customer_succes
     )
     [flagged] = await concord.billing_search("metadata['renewal_risk']:'high'")
     assert (flagged["id"], flagged["metadata"]["renewal_risk_deal"]) == (billing["id"], "42")
+
+
+async def test_renewal_risk_from_an_analytics_signal_reaches_cs_and_billing(
+    concord: Concord, api_keys: dict[Role, str]
+) -> None:
+    billing = await concord.billing_subscription()
+    await concord.stripe(created_event(id=billing["id"], customer=billing["customer"]))
+    await concord.run_workers()
+    signal = {
+        "specversion": "1.0",
+        "id": "risk-0001",
+        "source": "/analytics/churn-model",
+        "type": "com.concord.renewal_risk.identified",
+        "time": "2026-11-20T09:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "subscription_id": billing["id"],
+            "risk": "medium",
+            "reason": "seats used fell 40% in 30 days",
+            "occurred_at": "2026-11-20T09:00:00Z",
+        },
+    }
+
+    response = await concord.api.post(
+        "/v1/events",
+        content=json.dumps(signal),
+        headers={
+            "Authorization": f"Bearer {api_keys[Role.INGEST]}",
+            "Content-Type": "application/cloudevents+json",
+        },
+    )
+    assert response.status_code == 202, response.text
+    await concord.run_workers()
+
+    detail = await concord.transaction(response.json()["correlation_id"])
+    assert (detail["workflow"], detail["state"]) == ("renewal_risk", "posted")
+    [task] = [
+        r
+        for r in by_type(await concord.ledger("crm"))["tasks"]
+        if r["external_id"].startswith(f"renewal_risk:{billing['id']}:")
+    ]
+    props = (await concord.crm_object("tasks", task["external_id"]))["properties"]
+    assert props["hs_task_subject"] == f"Renewal risk (medium) on deal {billing['id']}"
+    assert props["hs_task_body"].endswith("Why it was flagged: seats used fell 40% in 30 days")
+    [flagged] = await concord.billing_search("metadata['renewal_risk']:'medium'")
+    assert flagged["id"] == billing["id"]
