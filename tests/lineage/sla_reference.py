@@ -4,7 +4,7 @@ the window read into Python, figures counted there. Tests hold the SQL to these 
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage.enums import ACTIVE_STATES, ExceptionStatus, TxState
 from lineage.models import BusinessTransaction, ExceptionItem, WorkflowStep
+from lineage.sla import SlaFigures
 
 DONE_STATES = frozenset({TxState.POSTED, TxState.MANUALLY_RESOLVED, TxState.REVERSED})
 NO_TARGET = "none"
@@ -28,24 +29,6 @@ class TxTiming:
     currency: str | None
     open_exceptions: int = 0
     targets: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class SlaFigures:
-    group: str
-    sla_target_s: float | None
-    total: int = 0
-    posted: int = 0
-    met: int = 0
-    breached: int = 0
-    overdue: int = 0
-    open_exceptions: int = 0
-    attainment_pct: float | None = None
-    p50_s: float | None = None
-    p95_s: float | None = None
-    p99_s: float | None = None
-    throughput_per_hour: float = 0.0
-    money_at_risk: dict[str, int] = field(default_factory=dict)
 
 
 def percentile(sorted_values: Sequence[float], pct: float) -> float | None:
