@@ -3,7 +3,7 @@
 from pydantic import BaseModel
 
 from lineage.enums import System
-from orchestrator import amendment, quote_to_cash
+from orchestrator import amendment, contract_versions, quote_to_cash
 from orchestrator.client.canonical import (
     DealEvent,
     Invoice,
@@ -106,6 +106,12 @@ async def _erp_contract(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> 
     return await deps.erp.upsert_contract(subscription=_change(data).subscription, ctx=ctx)
 
 
+async def _find_contract(
+    deps: WorkerDeps, external_id: str, ctx: CallContext
+) -> TargetRecord | None:
+    return await deps.erp.find_contract(external_id, ctx=ctx)
+
+
 async def _tenant_on(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     return await deps.provisioning.set_tenant(
         subscription=_change(data).subscription, enabled=True, ctx=ctx
@@ -136,7 +142,8 @@ SUBSCRIPTION_ACTIVATED = WorkflowSpec(
             "erp.upsert_contract",
             System.ERP,
             _erp_contract,
-            _sub_id,
+            contract_versions.version_of,
+            lookup=_find_contract,
             depends_on=("erp.upsert_customer",),
         ),
         StepSpec("provisioning.enable_tenant", System.PROVISIONING, _tenant_on, _sub_id),
@@ -194,7 +201,8 @@ SUBSCRIPTION_AMENDED = WorkflowSpec(
             "erp.amend_contract",
             System.ERP,
             _erp_contract,
-            _sub_id,
+            contract_versions.version_of,
+            lookup=_find_contract,
             depends_on=("erp.post_proration",),
         ),
         StepSpec(
@@ -231,7 +239,13 @@ SUBSCRIPTION_CANCELED = WorkflowSpec(
     input_model=SubscriptionChange,
     steps=(
         StepSpec("crm.close_contract", System.CRM, _crm_close, _sub_id),
-        StepSpec("erp.end_contract", System.ERP, _erp_end, _sub_id),
+        StepSpec(
+            "erp.end_contract",
+            System.ERP,
+            _erp_end,
+            contract_versions.end_of,
+            lookup=_find_contract,
+        ),
         StepSpec("provisioning.disable_tenant", System.PROVISIONING, _tenant_off, _sub_id),
     ),
     sla_s=SLA_S[Workflow.SUBSCRIPTION_CANCELED],

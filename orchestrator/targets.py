@@ -58,6 +58,10 @@ class ErpLedger(ErpConnector, Protocol):
 
     async def find_journal(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
 
+    async def find_contract(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        """A contract version by its external ID (orchestrator.contract_versions)."""
+        ...
+
 
 class Crm(Protocol):
     async def upsert_account(self, *, customer_id: str, ctx: CallContext) -> TargetRecord: ...

@@ -1,7 +1,6 @@
 """The workflow ports over the vendor-shaped HTTP connectors (Stripe, NetSuite, HubSpot, ops)."""
 
 import dataclasses
-import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -26,6 +25,7 @@ from orchestrator.connectors.ports import (
     TicketRecord,
 )
 from orchestrator.connectors.stripe_billing import StripeBilling
+from orchestrator.contract_versions import contract_external_id, ended_external_id
 from orchestrator.mappings import Coding, Mappings, code_contract, code_invoice
 from orchestrator.usage import journal_entry
 
@@ -128,20 +128,15 @@ class NetSuiteLedger:
     async def find_journal(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         return await self._erp.find_record("journalentry", external_id, ctx=ctx)
 
+    async def find_contract(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        return await self._erp.find_record("revenueplan", external_id, ctx=ctx)
+
     async def upsert_contract(
         self, *, subscription: Subscription, ctx: CallContext
     ) -> TargetRecord:
         # A new plan per contract version: an amendment adds one, a repeat finds its own.
-        version = hashlib.sha256(
-            repr(
-                [(i.price_id, i.quantity, i.unit_amount_minor) for i in subscription.items]
-            ).encode()
-        ).hexdigest()[:10]
         return await self._plan(
-            subscription,
-            f"contract:{subscription.subscription_id}:{version}",
-            _months(subscription),
-            ctx,
+            subscription, contract_external_id(subscription), _months(subscription), ctx
         )
 
     async def end_contract(self, *, subscription: Subscription, ctx: CallContext) -> TargetRecord:
@@ -150,7 +145,7 @@ class NetSuiteLedger:
         end = subscription.ended_at or datetime.now(UTC)
         return await self._plan(
             subscription,
-            f"contract:{subscription.subscription_id}:ended",
+            ended_external_id(subscription),
             ((f"{end.year:04d}-{end.month:02d}", 0),),
             ctx,
         )

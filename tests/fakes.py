@@ -23,6 +23,7 @@ from orchestrator.connectors.ports import (
     JournalEntryRecord,
     TargetRecord,
 )
+from orchestrator.contract_versions import contract_external_id, ended_external_id
 from orchestrator.deps import WorkerDeps
 from orchestrator.mappings import Mappings, load_mappings
 from orchestrator.ratelimit import TokenBucket
@@ -73,6 +74,8 @@ class ScriptedErp(FakeSystem):
     ) -> None:
         super().__init__(System.ERP, commit_before_fail=commit_before_fail)
         self.fail["post_invoice"] = list(failures or [])
+        # Each contract version by its external ID, as the ERP's revenue plans are kept.
+        self.contract_versions: dict[str, TargetRecord] = {}
 
     @property
     def posts(self) -> list[CallContext]:
@@ -96,7 +99,7 @@ class ScriptedErp(FakeSystem):
     async def upsert_contract(
         self, *, subscription: Subscription, ctx: CallContext
     ) -> TargetRecord:
-        return self._do(
+        record = self._do(
             "upsert_contract",
             "contract",
             subscription.subscription_id,
@@ -104,9 +107,17 @@ class ScriptedErp(FakeSystem):
             value=subscription.contract_value_minor,
             ended=False,
         )
+        self.contract_versions[contract_external_id(subscription)] = record
+        return record
 
     async def end_contract(self, *, subscription: Subscription, ctx: CallContext) -> TargetRecord:
-        return self._do("end_contract", "contract", subscription.subscription_id, ctx, ended=True)
+        record = self._do("end_contract", "contract", subscription.subscription_id, ctx, ended=True)
+        self.contract_versions[ended_external_id(subscription)] = record
+        return record
+
+    async def find_contract(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        self.lookups += 1
+        return self.contract_versions.get(external_id)
 
     async def apply_payment(self, *, payment: Payment, ctx: CallContext) -> TargetRecord:
         if ("invoice", payment.invoice_id) not in self.records:

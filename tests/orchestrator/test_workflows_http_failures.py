@@ -226,3 +226,21 @@ async def test_amendment_refused_by_the_erp_restores_the_crm_contract_value(
     [item] = await concord.open_exceptions()
     assert item["correlation_id"] == answer["correlation_id"]
     assert "undone" in (item["suggested_action"] or "")
+
+
+async def test_a_contract_version_whose_answer_was_lost_is_looked_up_not_posted_again(
+    concord: Concord,
+) -> None:
+    # The ERP commits each revenue plan, then the answer is lost: the outcome is unknown.
+    await concord.set_faults("erp.revenueplan:drop_after_commit=1")
+
+    answer = await concord.stripe(created_event())
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted", detail
+    step = steps_of(detail)["erp.upsert_contract"]
+    assert [a["outcome"] for a in step["attempts"]] == ["failed", "found_existing"]
+    assert step["external_id"].startswith(f"contract:{SUB_ID}:")
+    [plan] = by_type(await concord.ledger("erp"))["revenueplan"]
+    assert (plan["external_id"], plan["create_calls"]) == (step["external_id"], 1)
