@@ -3,7 +3,7 @@
 from pydantic import BaseModel
 
 from lineage.enums import System
-from orchestrator import amendment, contract_versions, quote_to_cash
+from orchestrator import amendment, erp_keys, quote_to_cash
 from orchestrator.client.canonical import (
     DealEvent,
     Invoice,
@@ -112,6 +112,12 @@ async def _find_contract(
     return await deps.erp.find_contract(external_id, ctx=ctx)
 
 
+async def _find_payment(
+    deps: WorkerDeps, external_id: str, ctx: CallContext
+) -> TargetRecord | None:
+    return await deps.erp.find_payment(external_id, ctx=ctx)
+
+
 async def _tenant_on(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     return await deps.provisioning.set_tenant(
         subscription=_change(data).subscription, enabled=True, ctx=ctx
@@ -142,7 +148,7 @@ SUBSCRIPTION_ACTIVATED = WorkflowSpec(
             "erp.upsert_contract",
             System.ERP,
             _erp_contract,
-            contract_versions.version_of,
+            erp_keys.version_of,
             lookup=_find_contract,
             depends_on=("erp.upsert_customer",),
         ),
@@ -201,7 +207,7 @@ SUBSCRIPTION_AMENDED = WorkflowSpec(
             "erp.amend_contract",
             System.ERP,
             _erp_contract,
-            contract_versions.version_of,
+            erp_keys.version_of,
             lookup=_find_contract,
             depends_on=("erp.post_proration",),
         ),
@@ -243,7 +249,7 @@ SUBSCRIPTION_CANCELED = WorkflowSpec(
             "erp.end_contract",
             System.ERP,
             _erp_end,
-            contract_versions.end_of,
+            erp_keys.end_of,
             lookup=_find_contract,
         ),
         StepSpec("provisioning.disable_tenant", System.PROVISIONING, _tenant_off, _sub_id),
@@ -277,7 +283,13 @@ INVOICE_PAID = WorkflowSpec(
     triggers=("invoice.paid",),
     input_model=Payment,
     steps=(
-        StepSpec("erp.apply_payment", System.ERP, _erp_payment, _invoice_id),
+        StepSpec(
+            "erp.apply_payment",
+            System.ERP,
+            _erp_payment,
+            erp_keys.payment_of,
+            lookup=_find_payment,
+        ),
         StepSpec(
             "crm.record_payment",
             System.CRM,

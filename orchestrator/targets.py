@@ -59,7 +59,11 @@ class ErpLedger(ErpConnector, Protocol):
     async def find_journal(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
 
     async def find_contract(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
-        """A contract version by its external ID (orchestrator.contract_versions)."""
+        """A contract version by its external ID (orchestrator.erp_keys)."""
+        ...
+
+    async def find_payment(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        """A customer payment by its external ID (orchestrator.erp_keys)."""
         ...
 
 

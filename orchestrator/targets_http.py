@@ -25,7 +25,11 @@ from orchestrator.connectors.ports import (
     TicketRecord,
 )
 from orchestrator.connectors.stripe_billing import StripeBilling
-from orchestrator.contract_versions import contract_external_id, ended_external_id
+from orchestrator.erp_keys import (
+    contract_external_id,
+    ended_external_id,
+    payment_external_id,
+)
 from orchestrator.mappings import Coding, Mappings, code_contract, code_invoice
 from orchestrator.usage import journal_entry
 
@@ -131,6 +135,9 @@ class NetSuiteLedger:
     async def find_contract(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         return await self._erp.find_record("revenueplan", external_id, ctx=ctx)
 
+    async def find_payment(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        return await self._erp.find_record("customerpayment", external_id, ctx=ctx)
+
     async def upsert_contract(
         self, *, subscription: Subscription, ctx: CallContext
     ) -> TargetRecord:
@@ -153,7 +160,7 @@ class NetSuiteLedger:
     async def apply_payment(self, *, payment: Payment, ctx: CallContext) -> TargetRecord:
         paid_on = (payment.occurred_at or datetime.now(UTC)).date()
         record = PaymentRecord(
-            external_id=f"payment:{payment.invoice_id}",
+            external_id=payment_external_id(payment),
             customer_external_id=payment.customer_id,
             invoice_external_id=payment.invoice_id,
             amount_minor=payment.amount_minor,

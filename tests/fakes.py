@@ -23,8 +23,8 @@ from orchestrator.connectors.ports import (
     JournalEntryRecord,
     TargetRecord,
 )
-from orchestrator.contract_versions import contract_external_id, ended_external_id
 from orchestrator.deps import WorkerDeps
+from orchestrator.erp_keys import contract_external_id, ended_external_id
 from orchestrator.mappings import Mappings, load_mappings
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
@@ -118,6 +118,12 @@ class ScriptedErp(FakeSystem):
     async def find_contract(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
         self.lookups += 1
         return self.contract_versions.get(external_id)
+
+    async def find_payment(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        self.lookups += 1
+        invoice_id = external_id.removeprefix("payment:")
+        record = self.records.get(("payment", invoice_id))
+        return self._record(("payment", invoice_id), record) if record else None
 
     async def apply_payment(self, *, payment: Payment, ctx: CallContext) -> TargetRecord:
         if ("invoice", payment.invoice_id) not in self.records:

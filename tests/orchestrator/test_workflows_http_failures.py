@@ -244,3 +244,22 @@ async def test_a_contract_version_whose_answer_was_lost_is_looked_up_not_posted_
     assert step["external_id"].startswith(f"contract:{SUB_ID}:")
     [plan] = by_type(await concord.ledger("erp"))["revenueplan"]
     assert (plan["external_id"], plan["create_calls"]) == (step["external_id"], 1)
+
+
+async def test_a_payment_whose_answer_was_lost_is_looked_up_not_applied_again(
+    concord: Concord,
+) -> None:
+    invoice = new_invoice()
+    await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
+    await concord.run_workers()
+    await concord.set_faults("erp.customerpayment:drop_after_commit=1")
+
+    answer = await concord.stripe(stripe_event("invoice.paid", invoice=invoice))
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted", detail
+    step = steps_of(detail)["erp.apply_payment"]
+    assert [a["outcome"] for a in step["attempts"]] == ["failed", "found_existing"]
+    [payment] = by_type(await concord.ledger("erp"))["customerpayment"]
+    assert (payment["external_id"], payment["create_calls"]) == (step["external_id"], 1)

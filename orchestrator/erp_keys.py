@@ -1,6 +1,7 @@
-"""External IDs of the ERP's contract versions (revenue plans), known before anything is posted.
+"""External IDs of ERP records whose ID is not the source object's own, known before anything
+is posted: contract versions (revenue plans) and customer payments.
 
-The workflows need them to look a version up after an ambiguous outcome, before posting it
+The workflows need them to look a record up after an ambiguous outcome, before posting it
 again; the ERP adapter names what it posts with them.
 """
 
@@ -8,7 +9,7 @@ import hashlib
 
 from pydantic import BaseModel
 
-from orchestrator.client.canonical import Subscription, SubscriptionChange
+from orchestrator.client.canonical import Payment, Subscription, SubscriptionChange
 
 
 def contract_external_id(subscription: Subscription) -> str:
@@ -31,3 +32,12 @@ def version_of(data: BaseModel) -> str:
 def end_of(data: BaseModel) -> str:
     assert isinstance(data, SubscriptionChange)
     return ended_external_id(data.subscription)
+
+
+def payment_external_id(payment: Payment) -> str:
+    return f"payment:{payment.invoice_id}"
+
+
+def payment_of(data: BaseModel) -> str:
+    assert isinstance(data, Payment)
+    return payment_external_id(data)
