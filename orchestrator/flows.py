@@ -44,6 +44,28 @@ def _invoice_id(data: BaseModel) -> str:
     return _payment(data).invoice_id
 
 
+def _paid_key(data: BaseModel) -> str:
+    return f"paid:{_payment(data).invoice_id}"
+
+
+def _failed_key(data: BaseModel) -> str:
+    payment = _payment(data)
+    return f"payment_failed:{payment.invoice_id}:{payment.attempt_count}"
+
+
+def _dunning_key(data: BaseModel) -> str:
+    payment = _payment(data)
+    return f"dunning:{payment.invoice_id}:{payment.attempt_count}"
+
+
+async def _find_task(deps: WorkerDeps, external_id: str, ctx: CallContext) -> TargetRecord | None:
+    return await deps.crm.find_task(external_id, ctx=ctx)
+
+
+async def _find_ticket(deps: WorkerDeps, external_id: str, ctx: CallContext) -> TargetRecord | None:
+    return await deps.support.find_ticket(external_id, ctx=ctx)
+
+
 # --- invoice generated: post it to the ERP (which opens the receivable) ---
 
 
@@ -269,7 +291,7 @@ async def _erp_payment(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> T
 async def _crm_paid(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     payment = _payment(data)
     return await deps.crm.create_task(
-        external_id=f"paid:{payment.invoice_id}",
+        external_id=_paid_key(data),
         subject=f"Invoice {payment.invoice_id} paid",
         body=f"{payment.amount_minor} {payment.currency} (minor units) received from "
         f"{payment.customer_id}.",
@@ -294,7 +316,8 @@ INVOICE_PAID = WorkflowSpec(
             "crm.record_payment",
             System.CRM,
             _crm_paid,
-            _invoice_id,
+            _paid_key,
+            lookup=_find_task,
             depends_on=("erp.apply_payment",),
         ),
     ),
@@ -309,7 +332,7 @@ INVOICE_PAID = WorkflowSpec(
 async def _crm_flag(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     payment = _payment(data)
     return await deps.crm.create_task(
-        external_id=f"payment_failed:{payment.invoice_id}:{payment.attempt_count}",
+        external_id=_failed_key(data),
         subject=f"Payment failed: {payment.customer_id}",
         body=f"Invoice {payment.invoice_id}: {payment.failure_message or 'payment failed'}",
         due=None,
@@ -320,7 +343,7 @@ async def _crm_flag(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> Targ
 async def _ticket(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     payment = _payment(data)
     return await deps.support.open_ticket(
-        external_id=f"payment_failed:{payment.invoice_id}:{payment.attempt_count}",
+        external_id=_failed_key(data),
         customer_id=payment.customer_id,
         subject=f"Payment failed for invoice {payment.invoice_id}",
         body=f"{payment.amount_minor} {payment.currency} minor units due; "
@@ -333,7 +356,7 @@ async def _dunning(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> Targe
     # Collections retries the charge when billing's dunning schedule says it is due.
     payment = _payment(data)
     return await deps.crm.create_task(
-        external_id=f"dunning:{payment.invoice_id}:{payment.attempt_count}",
+        external_id=_dunning_key(data),
         subject=f"Retry payment of invoice {payment.invoice_id}",
         body=f"Attempt {payment.attempt_count + 1} of {payment.amount_minor} {payment.currency} "
         "(minor units).",
@@ -349,9 +372,30 @@ PAYMENT_FAILED = WorkflowSpec(
     triggers=("invoice.payment_failed",),
     input_model=Payment,
     steps=(
-        StepSpec("crm.flag_account", System.CRM, _crm_flag, _invoice_id, retry=_REAL_TIME),
-        StepSpec("support.open_ticket", System.SUPPORT, _ticket, _invoice_id, retry=_REAL_TIME),
-        StepSpec("crm.schedule_dunning", System.CRM, _dunning, _invoice_id, retry=_REAL_TIME),
+        StepSpec(
+            "crm.flag_account",
+            System.CRM,
+            _crm_flag,
+            _failed_key,
+            lookup=_find_task,
+            retry=_REAL_TIME,
+        ),
+        StepSpec(
+            "support.open_ticket",
+            System.SUPPORT,
+            _ticket,
+            _failed_key,
+            lookup=_find_ticket,
+            retry=_REAL_TIME,
+        ),
+        StepSpec(
+            "crm.schedule_dunning",
+            System.CRM,
+            _dunning,
+            _dunning_key,
+            lookup=_find_task,
+            retry=_REAL_TIME,
+        ),
     ),
     sla_s=SLA_S[Workflow.PAYMENT_FAILED],
 )
@@ -370,13 +414,17 @@ def _deal_key(data: BaseModel) -> str:
     return f"{deal.deal_id}:{deal.occurred_at.isoformat() if deal.occurred_at else 'now'}"
 
 
+def _risk_key(data: BaseModel) -> str:
+    return f"renewal_risk:{_deal_key(data)}"
+
+
 async def _success_task(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     deal = _deal(data)
     context = await subscription_context(deps.sessionmaker, deal.source_id)
     if deal.note:
         context = f"{context}\nWhy it was flagged: {deal.note}"
     return await deps.crm.create_task(
-        external_id=f"renewal_risk:{_deal_key(data)}",
+        external_id=_risk_key(data),
         subject=f"Renewal risk ({deal.property_value}) on deal {deal.deal_id}",
         body=context,
         due=None,
@@ -408,7 +456,9 @@ RENEWAL_RISK = WorkflowSpec(
     triggers=("deal.propertyChange:renewal_risk", "com.concord.renewal_risk.identified"),
     input_model=DealEvent,
     steps=(
-        StepSpec("crm.create_success_task", System.CRM, _success_task, _deal_key),
+        StepSpec(
+            "crm.create_success_task", System.CRM, _success_task, _risk_key, lookup=_find_task
+        ),
         StepSpec("billing.flag_subscription", System.BILLING, _billing_flag, _deal_key),
     ),
     sla_s=SLA_S[Workflow.RENEWAL_RISK],

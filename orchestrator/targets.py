@@ -82,6 +82,8 @@ class Crm(Protocol):
         """A task for a person: flag an account, mark an invoice paid, schedule a dunning."""
         ...
 
+    async def find_task(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
+
     async def read(
         self,
         object_type: str,
@@ -147,6 +149,8 @@ class Support(Protocol):
     async def open_ticket(
         self, *, external_id: str, customer_id: str, subject: str, body: str, ctx: CallContext
     ) -> TargetRecord: ...
+
+    async def find_ticket(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None: ...
 
     async def aclose(self) -> None: ...
 

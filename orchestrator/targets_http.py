@@ -258,6 +258,9 @@ class HubSpotAccounts:
     ) -> CrmObject | None:
         return await self._crm.read(object_type, object_id, associations=associations, ctx=ctx)
 
+    async def find_task(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        return await self._crm.find("tasks", external_id, ctx=ctx)
+
     async def account(self, *, customer_id: str, ctx: CallContext) -> CrmObject | None:
         return await self._crm.read(
             "companies", customer_id, associations=("deals",), by_external_id=True, ctx=ctx
@@ -369,6 +372,9 @@ class OpsTickets:
             ),
             ctx=ctx,
         )
+
+    async def find_ticket(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        return await self._support.find_ticket(external_id, ctx=ctx)
 
     async def aclose(self) -> None:
         await self._support.aclose()

@@ -217,6 +217,11 @@ class FakeCrm(FakeSystem):
             "create_task", "task", external_id, ctx, subject=subject, body=body, due=due
         )
 
+    async def find_task(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        self.lookups += 1
+        record = self.records.get(("task", external_id))
+        return self._record(("task", external_id), record) if record else None
+
 
 class FakeBilling(FakeSystem):
     def __init__(self) -> None:
@@ -279,6 +284,11 @@ class FakeSupport(FakeSystem):
         self, *, external_id: str, customer_id: str, subject: str, body: str, ctx: CallContext
     ) -> TargetRecord:
         return self._do("open_ticket", "ticket", external_id, ctx, subject=subject)
+
+    async def find_ticket(self, external_id: str, *, ctx: CallContext) -> TargetRecord | None:
+        self.lookups += 1
+        record = self.records.get(("ticket", external_id))
+        return self._record(("ticket", external_id), record) if record else None
 
 
 class FakeAnalytics(FakeSystem):

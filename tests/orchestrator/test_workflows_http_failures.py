@@ -263,3 +263,33 @@ async def test_a_payment_whose_answer_was_lost_is_looked_up_not_applied_again(
     assert [a["outcome"] for a in step["attempts"]] == ["failed", "found_existing"]
     [payment] = by_type(await concord.ledger("erp"))["customerpayment"]
     assert (payment["external_id"], payment["create_calls"]) == (step["external_id"], 1)
+
+
+async def test_a_ticket_and_tasks_whose_answers_were_lost_are_looked_up_not_opened_again(
+    concord: Concord,
+) -> None:
+    invoice = new_invoice()
+    await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
+    await concord.run_workers()
+    await concord.set_faults("support.tickets:drop_after_commit=1,crm.tasks:drop_after_commit=1")
+
+    answer = await concord.stripe(stripe_event("invoice.payment_failed", invoice=invoice))
+    await concord.run_workers()
+
+    detail = await concord.transaction(answer["correlation_id"])
+    assert detail["state"] == "posted", detail
+    steps = steps_of(detail)
+    for name in ("crm.flag_account", "support.open_ticket", "crm.schedule_dunning"):
+        outcomes = [a["outcome"] for a in steps[name]["attempts"]]
+        assert outcomes == ["failed", "found_existing"], (name, outcomes)
+    tickets = by_type(await concord.ledger("support"))["ticket"]
+    assert [(t["external_id"], t["create_calls"]) for t in tickets] == [
+        (steps["support.open_ticket"]["external_id"], 1)
+    ]
+    tasks = {
+        t["external_id"]: t["create_calls"] for t in by_type(await concord.ledger("crm"))["tasks"]
+    }
+    assert tasks == {
+        steps["crm.flag_account"]["external_id"]: 1,
+        steps["crm.schedule_dunning"]["external_id"]: 1,
+    }
