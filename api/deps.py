@@ -12,6 +12,7 @@ from api.bulk_runner import BulkRunner
 from api.errors import ApiError
 from api.oidc import OidcVerifier, TokenRejected, looks_like_api_key
 from api.ratelimit import TokenBuckets, retry_after_header
+from api.read_session import autocommit_sessionmaker
 from api.settings import ApiSettings
 from lineage import apikeys, audit
 from lineage.apikeys import Principal
@@ -151,7 +152,9 @@ async def _authenticate(request: Request, token: str) -> Principal:
     """An API key from the database, else (with OIDC on) a verified JWT; denials are audited."""
     verifier: OidcVerifier | None = getattr(request.state, "oidc", None)
     if verifier is None or looks_like_api_key(token):
-        async with request.state.sessionmaker.begin() as session:
+        # One indexed read, and now and then a last-used stamp, each its own statement: a
+        # transaction around them cost two more round trips on every request.
+        async with autocommit_sessionmaker(request)() as session:
             principal = await apikeys.authenticate(session, token)
         if principal is None:
             raise await _deny(

@@ -1,10 +1,22 @@
 """The session of a route that only reads: no BEGIN and COMMIT round trips around its queries."""
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+def autocommit_sessionmaker(request: Request) -> Callable[[], AsyncSession]:
+    """Sessions whose statements each commit on their own: no BEGIN and COMMIT round trips.
+
+    An option view of the same engine and pool; a connection is only checked out by the first
+    query, and its isolation level is put back when it returns to the pool.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.state.sessionmaker
+    autocommit = sessionmaker.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
+    return functools.partial(sessionmaker, bind=autocommit)
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -15,11 +27,7 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     per request (docs/performance.md, Lookup). A write through this session would commit at
     once, statement by statement: routes that change anything use `api.deps.SessionDep`.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.state.sessionmaker
-    # An option view of the same engine and pool; the connection is only checked out by the
-    # first query, and its isolation level is put back when it returns to the pool.
-    autocommit = sessionmaker.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
-    async with sessionmaker(bind=autocommit) as session:
+    async with autocommit_sessionmaker(request)() as session:
         yield session
 
 
