@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from lineage.enums import System
 from orchestrator.client.canonical import SubscriptionChange
 from orchestrator.connectors.errors import Terminal
-from orchestrator.connectors.ports import CallContext, TargetRecord
+from orchestrator.connectors.ports import CallContext, JournalEntryRecord, TargetRecord
 from orchestrator.deps import WorkerDeps
-from orchestrator.proration import journal, proration_impact, proration_key
+from orchestrator.proration import ProrationImpact, journal, proration_impact, proration_key
 from orchestrator.workflows import StepSkipped
 
 READ_ACCOUNT = "crm.read_account"
@@ -91,14 +91,25 @@ async def read_dimensions(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -
     )
 
 
-async def post_proration(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+def _proration(
+    deps: WorkerDeps, data: BaseModel, ctx: CallContext, *, reverse: bool, nothing: str
+) -> tuple[ProrationImpact, JournalEntryRecord]:
+    """The amendment's proration entry (or its reversal); StepSkipped when it comes to zero."""
     impact = proration_impact(_change(data), deps.mappings)
     if not impact.by_account:
-        raise StepSkipped(f"{impact.external_id}: the change prorates to nothing")
+        raise StepSkipped(nothing.format(external_id=impact.external_id))
     entry = journal(
         impact,
         receivable_account=deps.settings.proration_receivable_account,
         subsidiary=str(ctx.earlier[READ_DIMENSIONS]["subsidiary"]),
+        reverse=reverse,
+    )
+    return impact, entry
+
+
+async def post_proration(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
+    impact, entry = _proration(
+        deps, data, ctx, reverse=False, nothing="{external_id}: the change prorates to nothing"
     )
     record = await deps.erp.post_journal(entry, ctx=ctx)
     return dataclasses.replace(
@@ -121,15 +132,7 @@ async def find_proration(
 
 async def reverse_proration(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:
     """The entry that undoes the proration: the same lines, debit and credit swapped."""
-    impact = proration_impact(_change(data), deps.mappings)
-    if not impact.by_account:
-        raise StepSkipped("the proration posted nothing")
-    entry = journal(
-        impact,
-        receivable_account=deps.settings.proration_receivable_account,
-        subsidiary=str(ctx.earlier[READ_DIMENSIONS]["subsidiary"]),
-        reverse=True,
-    )
+    _, entry = _proration(deps, data, ctx, reverse=True, nothing="the proration posted nothing")
     return await deps.erp.post_journal(entry, ctx=ctx)
 
 
