@@ -6,6 +6,7 @@ Benchmarks never import pytest; they start the system the way an operator would,
 """
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -106,6 +107,51 @@ class PeakRss:
             except psutil.Error:
                 continue
             self.peaks_mb[name] = max(self.peaks_mb.get(name, 0.0), round(mb, 1))
+
+
+class CpuMeter:
+    """CPU seconds (user + system) each named process and each server (every `postgres` and
+    `redis-server` process on the machine) spent between two snapshots, and how busy the
+    machine's cores were: what an event costs, and where, when the cores are the limit."""
+
+    SERVERS = ("postgres", "redis-server")
+
+    def __init__(self, processes: Mapping[str, int]) -> None:
+        self._procs = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self._start: dict[str, float] = {}
+        self._machine_start: Any = None
+
+    def _read(self) -> dict[str, float]:
+        seconds: dict[str, float] = {}
+        for name, proc in {**self._procs, "bench": psutil.Process()}.items():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                seconds[name] = t.user + t.system
+        for proc in psutil.process_iter(["name", "cpu_times"]):
+            name, t = proc.info["name"], proc.info["cpu_times"]
+            if name in self.SERVERS and t is not None:
+                # Per PID: a backend that ends between the snapshots drops out of both.
+                seconds[f"{name}:{proc.pid}"] = t.user + t.system
+        return seconds
+
+    def start(self) -> None:
+        self._start = self._read()
+        self._machine_start = psutil.cpu_times()
+
+    def stop(self) -> dict[str, float]:
+        """Seconds per process (servers summed by name) and `machine_busy`, the share of all
+        cores' time that was not idle."""
+        end, machine = self._read(), psutil.cpu_times()
+        used: dict[str, float] = {}
+        for key, value in end.items():
+            name = key.split(":")[0]
+            used[name] = used.get(name, 0.0) + value - self._start.get(key, value)
+        idle = (machine.idle + machine.iowait) - (
+            self._machine_start.idle + self._machine_start.iowait
+        )
+        total = sum(machine) - sum(self._machine_start)
+        used["machine_busy"] = 1 - idle / total if total else 0.0
+        return used
 
 
 # --- output ---------------------------------------------------------------------------------

@@ -3,7 +3,11 @@ PostgreSQL, two worker processes post each invoice to the sandbox ERP over HTTP;
 second from the first send until every transaction is `posted`.
 
 Baseline in the same run: bare arq no-op jobs per second through the same Redis with two worker
-processes (bench/noop_worker.py: same max_jobs and poll delay as Concord's worker).
+processes (bench/noop_worker.py: same max_jobs, poll delay and event loop as Concord's worker).
+
+Beside the rate, each run reports the CPU milliseconds per event of every process it started,
+of PostgreSQL and Redis, and how busy the cores were (common.CpuMeter): where an event's cost
+goes when the machine, not a wait, is the limit.
 
     python -m bench.e2e_throughput [--events 1500] [--runs 3] [--quick] [--out FILE]
 """
@@ -113,6 +117,16 @@ def _stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(timeout=60)
 
 
+def _cpu_per_event(used: dict[str, float], events: int) -> dict[str, float]:
+    """Milliseconds of CPU per event in each process, the total, and how busy the cores were:
+    on two cores, 500 events per second leaves 4 ms of CPU per event for everything."""
+    busy = used.pop("machine_busy")
+    per_event = {f"cpu_ms_{name}": seconds * 1000 / events for name, seconds in used.items()}
+    per_event["cpu_ms_total"] = sum(per_event.values())
+    per_event["machine_busy"] = busy
+    return per_event
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     common.flush_redis(common.REDIS_URL)
     url = await common.recreate_database(DATABASE)
@@ -127,7 +141,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await concord_run(system, min(200, args.events))  # warm-up: imports, pools, caches
         for run in range(args.runs):
             profilers = _start_profilers(system, args.profile) if run == 0 and args.profile else []
-            for name, value in (await concord_run(system, args.events)).items():
+            meter = common.CpuMeter({n: p.pid for n, p in system.processes.items()})
+            meter.start()
+            measured = await concord_run(system, args.events)
+            measured.update(_cpu_per_event(meter.stop(), args.events))
+            for name, value in measured.items():
                 concord_metrics.setdefault(name, []).append(value)
             _stop_profilers(profilers)
         system.stop("worker1", "worker2")
@@ -167,6 +185,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "api_5xx": "responses",
         "baseline_noop_jobs_per_s": "jobs/s",
         "ratio": "x",
+        "machine_busy": "share of cores",
+        **{k: "ms CPU/event" for k in concord_metrics if k.startswith("cpu_ms_")},
     }
     common.print_table(
         f"end-to-end throughput, {args.events} events per run", common.stat_rows(metrics, units)

@@ -11,6 +11,7 @@ from arq import func
 from arq.worker import Worker
 
 from orchestrator.client.queue import redis_settings
+from orchestrator.event_loop import use_uvloop
 from orchestrator.settings import OrchestratorSettings
 
 QUEUE = "bench:noop"
@@ -37,4 +38,5 @@ def build(poll_delay_s: float = DEFAULT_POLL_DELAY_S) -> Worker:
 
 
 if __name__ == "__main__":
+    use_uvloop()  # the event loop Concord's worker runs on, so that only the job differs
     build(float(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_POLL_DELAY_S).run()

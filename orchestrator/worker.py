@@ -1,5 +1,6 @@
 """The arq worker: functions, cron, start-up and shut-down, built from settings."""
 
+import asyncio
 import logging
 import re
 import time
@@ -25,6 +26,7 @@ from orchestrator.connectors.ops import TenantProvisioning, ZendeskSupport
 from orchestrator.connectors.segment import SegmentAnalytics
 from orchestrator.connectors.stripe_billing import StripeBilling
 from orchestrator.deps import WorkerDeps, get_deps
+from orchestrator.event_loop import use_uvloop
 from orchestrator.mappings import Mappings, MappingsError, load_mappings
 from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings, split_list
@@ -70,6 +72,8 @@ def build_worker(
     mapped = mappings or load_mappings(settings.mappings_file or None)
 
     async def startup(ctx: dict[str, Any]) -> None:
+        loop_module = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+        log.info("worker running on the %s event loop", loop_module)
         engine = make_engine(settings.database_url, echo=settings.database_echo)
         ctx["engine"] = engine
         allow = split_list(settings.outbound_allowlist)
@@ -202,6 +206,7 @@ def run_supervised(settings: OrchestratorSettings, *, max_backoff_s: float = 30.
     except MappingsError as exc:
         raise SystemExit(f"concord worker: not starting: {exc}") from exc
     log.info("mappings v%s loaded", mappings.version)
+    use_uvloop()
     stopped: list[int] = []
     backoff = 1.0
     while True:

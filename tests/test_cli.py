@@ -165,10 +165,13 @@ def test_worker_exposes_metrics_and_stops_cleanly_on_sigterm(
         time.sleep(1)  # let arq install its signal handlers and start polling
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
+        logged = process.stderr.read() if process.stderr else ""
 
     assert metrics.status_code == 200
     assert "python_info" in metrics.text
     assert code == 0
+    # uvicorn[standard] brings uvloop; the worker's round trips run on it (docs/performance.md).
+    assert "worker running on the uvloop event loop" in logged
 
 
 def test_embedded_redis_needs_its_password_and_stops() -> None:

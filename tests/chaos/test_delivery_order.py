@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lineage.db import make_engine, make_sessionmaker
 from lineage.enums import TxState
 from lineage.models import BusinessTransaction
-from tests.chaos.harness import EVENTS, System, running_system
-from tests.factories import signed_headers
+from tests.chaos.harness import EVENTS, System, deliver_webhook, running_system
 from tests.support.databases import second_database
 from tests.support.delivery_order import (
     Event,
@@ -40,10 +39,7 @@ async def _send(system: System, plans: Sequence[Sequence[Event]]) -> dict[str, s
 
         async def send(plan: Sequence[Event]) -> None:
             for event in plan:
-                body = json.dumps(event.body).encode()
-                response = await client.post(
-                    "/v1/webhooks/stripe", content=body, headers=signed_headers(body)
-                )
+                response = await deliver_webhook(client, json.dumps(event.body).encode())
                 assert response.status_code in (200, 202), response.text
                 answers.setdefault(event.id, set()).add(response.json()["correlation_id"])
 
@@ -60,9 +56,10 @@ async def _states(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[TxStat
 
 
 async def _until_settled(
-    sessionmaker: async_sessionmaker[AsyncSession], count: int, *, timeout_s: float = 120
+    sessionmaker: async_sessionmaker[AsyncSession], count: int
 ) -> dict[TxState, int]:
-    deadline = time.monotonic() + timeout_s
+    # Ordered successors settle one after another: the wait grows with the size of the run.
+    deadline = time.monotonic() + max(120.0, count / 5)
     while True:
         states = await _states(sessionmaker)
         if states.get(TxState.POSTED, 0) >= count or time.monotonic() > deadline:
