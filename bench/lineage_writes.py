@@ -26,6 +26,7 @@ from bench import common
 from lineage import runs
 from lineage.db import make_engine, make_sessionmaker
 from lineage.enums import AttemptOutcome, StepState, System, TxState
+from orchestrator.event_loop import use_uvloop
 
 DATABASE = "concord_bench_lineage"
 CONCURRENCY = 20
@@ -333,6 +334,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.runs = 300, 2
+    use_uvloop()  # the loop `concord worker` runs these functions on
     common.write_json("lineage_writes", asyncio.run(main_async(args)), args.out)
 
 
