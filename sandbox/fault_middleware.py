@@ -41,6 +41,9 @@ def operation_at(index: int) -> Callable[[str], str | None]:
     return operation
 
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class FaultMiddleware:
     """Latency, outages, rate limits, error statuses, hangs and commit-then-drop, in that order."""
 
@@ -67,7 +70,9 @@ class FaultMiddleware:
         decision = self.controller.decide(self.system, operation)
         if decision.latency_s:
             await asyncio.sleep(decision.latency_s)
-        if decision.status is not None:
+        # A 422 refuses what a request asks to store; a vendor never answers a read with it.
+        refused_read = decision.status == 422 and scope["method"] in _READS
+        if decision.status is not None and not refused_read:
             message = f"injected fault: {decision.reason} on {self.system}.{operation}"
             body = self.error_body(decision.status, message, decision.reason)
             headers = {}
@@ -84,7 +89,7 @@ class FaultMiddleware:
             )
             return
         # Only a write has something to commit; a read under this fault is answered normally.
-        if decision.drop_after_commit and scope["method"] not in {"GET", "HEAD", "OPTIONS"}:
+        if decision.drop_after_commit and scope["method"] not in _READS:
             await self.app(scope, receive, _dropping(send))
             return
         await self.app(scope, receive, send)

@@ -138,9 +138,11 @@ def test_error_statuses_happen_at_their_rates(erp: httpx.Client) -> None:
     responses = [erp.get(f"{INVOICES}/eid:in_missing") for _ in range(1000)]
 
     counts = Counter(r.status_code for r in responses)
-    for status in (500, 502, 503, 422, 429):
+    for status in (500, 502, 503, 429):
         assert 70 <= counts[status] <= 130, counts
-    assert 400 <= counts[404] <= 600
+    # A read that draws the 422 band is answered as if no fault applied (404 here).
+    assert counts[422] == 0
+    assert 500 <= counts[404] <= 700
     rate_limited = [r for r in responses if r.status_code == 429]
     assert {r.headers["Retry-After"] for r in rate_limited} == {"1"}
     # Injected errors speak the vendor's dialect, so connectors classify them like real ones.
@@ -148,6 +150,18 @@ def test_error_statuses_happen_at_their_rates(erp: httpx.Client) -> None:
         rate_limited[0].json()["o:errorDetails"][0]["o:errorCode"] == "CONCURRENCY_LIMIT_EXCEEDED"
     )
     assert all("Retry-After" not in r.headers for r in responses if r.status_code == 500)
+
+
+def test_an_injected_422_refuses_writes_and_leaves_reads_alone(erp: httpx.Client) -> None:
+    set_faults(erp, "erp:422=1")
+
+    read = erp.get(f"{INVOICES}/eid:in_1")
+    write = erp.post(INVOICES, json=invoice("in_1"))
+    set_faults(erp, "")
+
+    assert read.status_code == 404
+    assert write.status_code == 422
+    assert erp.get("/_admin/ledger").json()["records"] == []
 
 
 def test_retry_after_is_configurable(erp: httpx.Client) -> None:

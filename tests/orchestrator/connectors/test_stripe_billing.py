@@ -7,6 +7,7 @@ import pytest
 
 from lineage.enums import System
 from orchestrator.connectors.errors import Retryable, Terminal
+from orchestrator.connectors.ports import CustomerRecord
 from orchestrator.connectors.stripe_billing import StripeBilling
 from sandbox.stripe_form import encode
 from tests.orchestrator.connectors.conftest import LOOPBACK, ctx, set_faults
@@ -103,7 +104,6 @@ async def test_lists_follow_pages(sandbox: str) -> None:
     [
         ("billing:500=1", Retryable, "server"),
         ("billing:429=1", Retryable, "rate_limit"),
-        ("billing:422=1", Terminal, "validation"),
     ],
 )
 async def test_failures_are_classified(
@@ -119,3 +119,17 @@ async def test_failures_are_classified(
 
     assert getattr(caught.value, "classification", None) == classification
     assert "Stripe GET /v1/invoices/in_1 answered" in str(caught.value)
+
+
+async def test_a_refused_write_is_terminal(sandbox: str) -> None:
+    # The sandbox refuses writes only with an injected 422, as Stripe's validation errors do.
+    set_faults(sandbox, "billing:422=1")
+    billing = StripeBilling(f"{sandbox}/billing", allow=LOOPBACK)
+    try:
+        with pytest.raises(Terminal) as caught:
+            await billing.create_customer(CustomerRecord("cus_ext_1", "Acme"), ctx=ctx())
+    finally:
+        await billing.aclose()
+
+    assert caught.value.classification == "validation"
+    assert "Stripe POST /v1/customers answered" in str(caught.value)
