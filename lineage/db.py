@@ -57,6 +57,19 @@ def is_sqlite(url: str) -> bool:
     return async_url(url).get_backend_name() == "sqlite"
 
 
+# SQLite lets one connection write at a time, and a writer that finds the lock taken sleeps and
+# polls (the busy handler) rather than queueing: writers that arrive later often win. With
+# SQLAlchemy's default pool (up to 15 connections per process) the API and two workers made
+# dozens of writers, and under load some starved for the whole 30 s busy timeout (the SQLite
+# chaos scenarios, docs/reliability.md). Two connections per process move that wait into the
+# pool, whose queue is first come, first served.
+SQLITE_POOL_SIZE = 2
+
+
+def _in_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+
+
 def make_engine(
     url: str,
     *,
@@ -65,14 +78,20 @@ def make_engine(
     max_overflow: int = 10,
     pool_timeout_s: float = 30.0,
 ) -> AsyncEngine:
-    """The pool arguments apply to PostgreSQL; SQLite keeps SQLAlchemy's own pool (an in-memory
-    database has no queue to wait in). `pool_timeout_s` bounds the wait for a free connection,
-    after which SQLAlchemy raises sqlalchemy.exc.TimeoutError."""
+    """`pool_timeout_s` bounds the wait for a free connection, after which SQLAlchemy raises
+    sqlalchemy.exc.TimeoutError. A SQLite file keeps at most SQLITE_POOL_SIZE connections per
+    process, whatever `pool_size` asks; an in-memory one keeps SQLAlchemy's single connection."""
     target = async_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if target.get_backend_name() == "sqlite":
         # The API and workers write from separate processes: wait for the lock, don't fail.
         kwargs["connect_args"] = {"timeout": 30}
+        if not _in_memory(target):
+            kwargs.update(
+                pool_size=min(pool_size, SQLITE_POOL_SIZE),
+                max_overflow=0,
+                pool_timeout=pool_timeout_s,
+            )
     else:
         # No pre-ping: with asyncpg it costs three round trips per checkout, a third of a
         # transaction's (docs/performance.md). After a database restart the first statement on

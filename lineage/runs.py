@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage.enums import (
@@ -419,11 +419,26 @@ async def waiting_on(session: AsyncSession, ordering_key: str) -> list[str]:
     return list(rows)
 
 
+# What an attempt left by a dead holder records as its error: also how such attempts are told
+# apart from those that failed with an answer.
+ABANDONED_ATTEMPT = "the worker died during this attempt; its outcome is unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """A step with attempts that died with their worker: its id, its attempts so far, and how
+    many of those died (this time's and earlier ones)."""
+
+    step_id: int
+    attempts: int
+    died: int
+
+
 async def close_abandoned_attempts(
     session: AsyncSession, run_id: int, *, now: datetime
-) -> dict[str, tuple[int, int]]:
+) -> dict[str, Abandoned]:
     """Close the attempts of a run that began but never finished, as failed with an unknown
-    outcome; per step name: (step id, attempts so far).
+    outcome; per step name, what the step's attempts come to.
 
     Read under a fresh lease, every one of these was left by a holder that died mid-call.
     """
@@ -445,7 +460,7 @@ async def close_abandoned_attempts(
             ended_at=now,
             outcome=AttemptOutcome.FAILED,
             error_class=ErrorClass.RETRYABLE,
-            error_message="the worker died during this attempt; its outcome is unknown",
+            error_message=ABANDONED_ATTEMPT,
         )
     )
     await session.execute(
@@ -453,7 +468,22 @@ async def close_abandoned_attempts(
         .where(WorkflowStep.id.in_(step_ids))
         .values(state=StepState.FAILED_RETRYABLE)
     )
-    return {name: (step_id, int(count)) for name, step_id, count in rows}
+    died = dict(
+        (
+            await session.execute(
+                select(StepAttempt.step_id, func.count())
+                .where(
+                    StepAttempt.step_id.in_(step_ids),
+                    StepAttempt.error_message == ABANDONED_ATTEMPT,
+                )
+                .group_by(StepAttempt.step_id)
+            )
+        ).all()
+    )
+    return {
+        name: Abandoned(step_id, int(count), int(died.get(step_id, 0)))
+        for name, step_id, count in rows
+    }
 
 
 async def mark_step(

@@ -59,8 +59,8 @@ class _Preflight:
     """What a run must know before its first call, read in the claim's own transaction."""
 
     spec: WorkflowSpec | None
-    # Per step name: (step id, attempts so far) of calls that died with their worker.
-    abandoned: dict[str, tuple[int, int]]
+    # Per step name: the steps whose calls died with their worker.
+    abandoned: dict[str, runs.Abandoned]
     waiting: str | None
     superseded: str | None
     outputs: dict[str, Mapping[str, Any]]
@@ -192,7 +192,7 @@ async def _isolate_poison(
     deps: WorkerDeps,
     claimed: Claim,
     steps: list[StepSpec],
-    abandoned: dict[str, tuple[int, int]],
+    abandoned: dict[str, runs.Abandoned],
 ) -> Outcome | None:
     """Count calls that died with their worker as failed attempts, so an event that crashes
     every worker handling it ends in the exception queue after its budget.
@@ -207,28 +207,11 @@ async def _isolate_poison(
     for step in steps:
         if step.name not in abandoned:
             continue
-        step_id, attempts = abandoned[step.name]
-        if attempts >= (step.retry.max_attempts or deps.settings.max_attempts):
-            message = f"{step.name}: the worker died during each of {attempts} attempts"
-            async with deps.sessionmaker.begin() as session:
-                await runs.mark_step(
-                    session,
-                    run_id=claimed.run.id,
-                    name=step.name,
-                    state=StepState.FAILED_TERMINAL,
-                    message=message,
-                    now=now,
-                )
-            return await _exception(
-                deps,
-                claimed,
-                step_id,
-                "worker_crash",
-                message,
-                "find what kills the worker in its logs (by correlation ID), fix it, then replay",
-            )
+        left = abandoned[step.name]
+        if left.attempts >= (step.retry.max_attempts or deps.settings.max_attempts):
+            return await _budget_spent_by_deaths(deps, claimed, step, left, now)
         delay = backoff_s(
-            attempts,
+            left.attempts,
             base_s=step.retry.base_s or deps.settings.retry_base_s,
             cap_s=step.retry.cap_s or deps.settings.retry_cap_s,
             retry_after_s=None,
@@ -237,6 +220,42 @@ async def _isolate_poison(
         reason = f"{step.name} retries at {due.isoformat()} (its worker died mid-call)"
         retries.append(StepResult(StepOutcome.RETRY, step, due=due, reason=reason))
     return await _schedule_retry(deps, claimed, retries) if retries else None
+
+
+async def _budget_spent_by_deaths(
+    deps: WorkerDeps, claimed: Claim, step: StepSpec, left: runs.Abandoned, now: datetime
+) -> Outcome:
+    """The budget ran out on an attempt that died. Only when every attempt died is the event
+    suspected of killing workers; otherwise the target's answers spent most of the budget (a
+    job cancelled at its timeout also leaves its attempt unfinished)."""
+    if left.died >= left.attempts:
+        classification = "worker_crash"
+        message = f"{step.name}: the worker died during each of {left.attempts} attempts"
+        action = "find what kills the worker in its logs (by correlation ID), fix it, then replay"
+    else:
+        classification = "retry_budget_exhausted"
+        message = (
+            f"{step.name}: retry budget exhausted after {left.attempts} attempts, "
+            f"{left.died} of them ended with their worker (outcome unknown)"
+        )
+        action = "fix the cause named in the message, then replay"
+    await _mark_step(deps, claimed, step, StepState.FAILED_TERMINAL, message, now=now)
+    return await _exception(deps, claimed, left.step_id, classification, message, action)
+
+
+async def _mark_step(
+    deps: WorkerDeps,
+    claimed: Claim,
+    step: StepSpec,
+    state: StepState,
+    message: str,
+    *,
+    now: datetime,
+) -> None:
+    async with deps.sessionmaker.begin() as session:
+        await runs.mark_step(
+            session, run_id=claimed.run.id, name=step.name, state=state, message=message, now=now
+        )
 
 
 def _fault_hook(claimed: Claim, step: StepSpec) -> StepSpec:
@@ -408,15 +427,8 @@ async def _compensate(
         except ConnectorError as exc:
             return undone, f"{step.name}: {exc}"
         undone.append(step.name)
-        async with deps.sessionmaker.begin() as session:
-            await runs.mark_step(
-                session,
-                run_id=claimed.run.id,
-                name=step.name,
-                state=StepState.COMPENSATED,
-                now=utc_now(),
-                message="compensated after a later step failed",
-            )
+        message = "compensated after a later step failed"
+        await _mark_step(deps, claimed, step, StepState.COMPENSATED, message, now=utc_now())
     return undone, None
 
 

@@ -149,6 +149,12 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
     """The test Redis database, flushed before and after the test."""
+    if TEST_REDIS_DB > 15:
+        # Redis answers "DB index is out of range" for every test otherwise.
+        pytest.fail(
+            f"this pytest-xdist worker would use Redis database {TEST_REDIS_DB}, and a default "
+            "Redis has 0-15: run fewer workers, or lower CONCORD_TEST_REDIS_DB (13 unless set)"
+        )
     parts = urlsplit(redis_server_url)
     url = urlunsplit((parts.scheme, parts.netloc, f"/{TEST_REDIS_DB}", parts.query, ""))
     client = redis.Redis.from_url(url)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lineage.enums import System
 from orchestrator.client.canonical import Invoice, Payment, Subscription
 from orchestrator.client.usage import UsageSummary
-from orchestrator.connectors.errors import ConnectorError, Terminal
+from orchestrator.connectors.errors import Terminal
 from orchestrator.connectors.hubspot import CrmObject
 from orchestrator.connectors.ports import (
     CallContext,
@@ -35,7 +35,8 @@ class FakeSystem:
     """Records by (object type, external ID); `fail[op]` errors are raised in order first."""
 
     system: System
-    fail: dict[str, list[ConnectorError]] = field(default_factory=lambda: defaultdict(list))
+    # Besides connector errors, asyncio.CancelledError: the job cancelled mid-call.
+    fail: dict[str, list[BaseException]] = field(default_factory=lambda: defaultdict(list))
     commit_before_fail: bool = False
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, CallContext]] = field(default_factory=list)
@@ -70,7 +71,7 @@ class FakeSystem:
 
 class ScriptedErp(FakeSystem):
     def __init__(
-        self, failures: list[ConnectorError] | None = None, commit_before_fail: bool = False
+        self, failures: list[BaseException] | None = None, commit_before_fail: bool = False
     ) -> None:
         super().__init__(System.ERP, commit_before_fail=commit_before_fail)
         self.fail["post_invoice"] = list(failures or [])

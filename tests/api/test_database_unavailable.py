@@ -7,13 +7,14 @@ connection, and the test takes it away by making a first request wait on a table
 import asyncio
 import json
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, make_url, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +30,7 @@ from tests.support.servers import serve_in_thread
 
 URL = "/v1/webhooks/stripe"
 ONLY_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+ONLY_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def _event() -> tuple[str, bytes]:
@@ -124,6 +126,47 @@ async def test_exhausted_pool_answers_503_and_the_retry_is_stored_once(
     assert retried.status_code == 202, retried.text
     assert retried.json()["duplicate"] is False
     assert (await _stored(sessionmaker, first_id), await _stored(sessionmaker, second_id)) == (1, 1)
+
+
+@ONLY_SQLITE
+async def test_a_sqlite_api_whose_connection_waits_on_the_lock_answers_503_at_once(
+    one_connection_client: httpx.AsyncClient,
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    api_keys: dict[Role, str],
+) -> None:
+    """The embedded default as well: a request waiting for SQLite's write lock holds the API's
+    only connection, and the next one gets 503 when its pool wait ends, not 30 s later."""
+    events = dict([_event(), _event()])
+    holder = sqlite3.connect(str(make_url(database_url).database))
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        sends = {
+            asyncio.create_task(
+                one_connection_client.post(URL, content=body, headers=signed_headers(body))
+            ): event_id
+            for event_id, body in events.items()
+        }
+        # Whichever got the connection waits on the lock; the other is refused meanwhile.
+        done, waiting = await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
+        control_plane = await one_connection_client.get(
+            "/v1/me", headers=auth(api_keys[Role.VIEWER])
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+    [refused_task] = done
+    [held_task] = waiting
+    refused, refused_id = refused_task.result(), sends[refused_task]
+
+    _assert_retry_later(refused, "database_busy")
+    _assert_retry_later(control_plane, "database_busy")
+    assert (await held_task).status_code == 202
+    assert await _stored(sessionmaker, refused_id) == 0
+    body = events[refused_id]
+    retried = await one_connection_client.post(URL, content=body, headers=signed_headers(body))
+    assert retried.status_code == 202, retried.text
+    assert {await _stored(sessionmaker, event_id) for event_id in events} == {1}
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import httpx
 from sqlalchemy import func, select
@@ -25,6 +28,17 @@ from tests.support.servers import serve_in_thread
 
 # Scale with CONCORD_CHAOS_EVENTS (`make chaos` raises it); CI runs the size the issue names.
 EVENTS = int(os.environ.get("CONCORD_CHAOS_EVENTS", "300"))
+# Set, each worker's log (JSON lines) is kept there for a post-mortem, one file per test and
+# worker; unset, workers log nowhere.
+LOG_DIR = os.environ.get("CONCORD_CHAOS_LOG_DIR", "")
+
+
+def _worker_log(index: int) -> IO[bytes] | None:
+    if not LOG_DIR:
+        return None
+    test = os.environ.get("PYTEST_CURRENT_TEST", "outside-a-test").split(" ")[0]
+    name = re.sub(r"[^\w.-]+", "_", test)
+    return (Path(LOG_DIR) / f"{name}.worker{index}.log").open("ab")
 
 
 @dataclass
@@ -61,12 +75,17 @@ class System:
     def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
         from concord.embedded_redis import free_port
 
-        process = subprocess.Popen(
-            [sys.executable, "-m", "concord", "worker", "--port", str(free_port())],
-            env=self.worker_env(**extra),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log = _worker_log(len(self.workers))
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "concord", "worker", "--port", str(free_port())],
+                env=self.worker_env(**extra),
+                stdout=subprocess.DEVNULL,
+                stderr=log or subprocess.DEVNULL,
+            )
+        finally:
+            if log is not None:
+                log.close()  # the worker holds its own copy
         self.workers.append(process)
         return process
 

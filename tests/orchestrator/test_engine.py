@@ -1,5 +1,6 @@
 """The engine's failure paths: retries, budgets, terminal errors, ambiguous outcomes, conflicts."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -159,6 +160,70 @@ async def test_exhausted_budget_becomes_an_exception(
     assert item.classification == "retry_budget_exhausted"
     assert item.status is ExceptionStatus.OPEN
     assert step.state is StepState.FAILED_TERMINAL
+
+
+async def _run_through_deaths(deps: WorkerDeps, correlation_id: str) -> list[Outcome | str]:
+    """_run_until_settled, where a run cancelled mid-call (as arq cancels a job at its timeout,
+    leaving the attempt unfinished and the lease held) is followed, once its lease has run out,
+    by the next holder's run."""
+    outcomes: list[Outcome | str] = []
+    for _ in range(10):
+        try:
+            outcomes += await _run_until_settled(deps, correlation_id)
+            return outcomes
+        except asyncio.CancelledError:
+            outcomes.append("died")
+        async with deps.sessionmaker.begin() as session:
+            tx = await session.get(BusinessTransaction, correlation_id)
+            assert tx is not None
+            tx.lease_expires_at = utc_now() - timedelta(seconds=1)
+    raise AssertionError(f"did not settle: {outcomes}")
+
+
+async def _open_item(sessionmaker: async_sessionmaker[AsyncSession]) -> ExceptionItem:
+    async with sessionmaker() as session:
+        [item] = list(await session.scalars(select(ExceptionItem)))
+    return item
+
+
+async def test_a_budget_the_target_spent_is_not_blamed_on_the_death_that_ended_it(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    down = Retryable("down", http_status=503)
+    erp = ScriptedErp(failures=[down, down, asyncio.CancelledError()])
+    deps = make_deps(erp, max_attempts=3)
+    correlation_id = await _transaction(sessionmaker, "in_mostly_down")
+
+    outcomes = await _run_through_deaths(deps, correlation_id)
+
+    # Two 503s spent two attempts within one settling loop; the third attempt's job died.
+    assert outcomes == ["died", Outcome.EXCEPTION]
+    assert [
+        (a.http_status, a.error_message) for a in await _attempts(sessionmaker, correlation_id)
+    ] == [
+        (503, "down"),
+        (503, "down"),
+        (None, runs.ABANDONED_ATTEMPT),
+    ]
+    item = await _open_item(sessionmaker)
+    assert item.classification == "retry_budget_exhausted"
+    assert "after 3 attempts, 1 of them ended with their worker" in item.message
+
+
+async def test_a_budget_every_attempt_of_which_died_is_a_worker_crash(
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    erp = ScriptedErp(failures=[asyncio.CancelledError() for _ in range(3)])
+    deps = make_deps(erp, max_attempts=3)
+    correlation_id = await _transaction(sessionmaker, "in_poison")
+
+    outcomes = await _run_through_deaths(deps, correlation_id)
+
+    assert outcomes == ["died", "died", "died", Outcome.EXCEPTION]
+    assert len(erp.posts) == 3
+    item = await _open_item(sessionmaker)
+    assert item.classification == "worker_crash"
+    assert "died during each of 3 attempts" in item.message
 
 
 async def test_terminal_error_goes_straight_to_the_queue(

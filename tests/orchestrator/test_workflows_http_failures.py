@@ -228,19 +228,42 @@ async def test_amendment_refused_by_the_erp_restores_the_crm_contract_value(
     assert "undone" in (item["suggested_action"] or "")
 
 
-async def test_a_contract_version_whose_answer_was_lost_is_looked_up_not_posted_again(
-    concord: Concord,
-) -> None:
-    # The ERP commits each revenue plan, then the answer is lost: the outcome is unknown.
-    await concord.set_faults("erp.revenueplan:drop_after_commit=1")
+async def _settled_invoice(concord: Concord) -> dict[str, Any]:
+    invoice = new_invoice()
+    await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
+    await concord.run_workers()
+    return invoice
 
-    answer = await concord.stripe(created_event())
+
+async def _posted_after_lost_answers(
+    concord: Concord, faults: str, event: dict[str, Any], *, looked_up: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """Deliver `event` while `faults` drop the targets' answers after they commit (the outcome
+    is unknown to the worker); the transaction must post, each `looked_up` step after one failed
+    attempt and one lookup that found what the first attempt created. Returns its steps."""
+    await concord.set_faults(faults)
+    answer = await concord.stripe(event)
     await concord.run_workers()
 
     detail = await concord.transaction(answer["correlation_id"])
     assert detail["state"] == "posted", detail
-    step = steps_of(detail)["erp.upsert_contract"]
-    assert [a["outcome"] for a in step["attempts"]] == ["failed", "found_existing"]
+    steps = steps_of(detail)
+    for name in looked_up:
+        outcomes = [a["outcome"] for a in steps[name]["attempts"]]
+        assert outcomes == ["failed", "found_existing"], (name, outcomes)
+    return steps
+
+
+async def test_a_contract_version_whose_answer_was_lost_is_looked_up_not_posted_again(
+    concord: Concord,
+) -> None:
+    steps = await _posted_after_lost_answers(
+        concord,
+        "erp.revenueplan:drop_after_commit=1",
+        created_event(),
+        looked_up=("erp.upsert_contract",),
+    )
+    step = steps["erp.upsert_contract"]
     assert step["external_id"].startswith(f"contract:{SUB_ID}:")
     [plan] = by_type(await concord.ledger("erp"))["revenueplan"]
     assert (plan["external_id"], plan["create_calls"]) == (step["external_id"], 1)
@@ -249,39 +272,30 @@ async def test_a_contract_version_whose_answer_was_lost_is_looked_up_not_posted_
 async def test_a_payment_whose_answer_was_lost_is_looked_up_not_applied_again(
     concord: Concord,
 ) -> None:
-    invoice = new_invoice()
-    await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
-    await concord.run_workers()
-    await concord.set_faults("erp.customerpayment:drop_after_commit=1")
-
-    answer = await concord.stripe(stripe_event("invoice.paid", invoice=invoice))
-    await concord.run_workers()
-
-    detail = await concord.transaction(answer["correlation_id"])
-    assert detail["state"] == "posted", detail
-    step = steps_of(detail)["erp.apply_payment"]
-    assert [a["outcome"] for a in step["attempts"]] == ["failed", "found_existing"]
+    invoice = await _settled_invoice(concord)
+    steps = await _posted_after_lost_answers(
+        concord,
+        "erp.customerpayment:drop_after_commit=1",
+        stripe_event("invoice.paid", invoice=invoice),
+        looked_up=("erp.apply_payment",),
+    )
     [payment] = by_type(await concord.ledger("erp"))["customerpayment"]
-    assert (payment["external_id"], payment["create_calls"]) == (step["external_id"], 1)
+    assert (payment["external_id"], payment["create_calls"]) == (
+        steps["erp.apply_payment"]["external_id"],
+        1,
+    )
 
 
 async def test_a_ticket_and_tasks_whose_answers_were_lost_are_looked_up_not_opened_again(
     concord: Concord,
 ) -> None:
-    invoice = new_invoice()
-    await concord.stripe(stripe_event("invoice.finalized", invoice=invoice))
-    await concord.run_workers()
-    await concord.set_faults("support.tickets:drop_after_commit=1,crm.tasks:drop_after_commit=1")
-
-    answer = await concord.stripe(stripe_event("invoice.payment_failed", invoice=invoice))
-    await concord.run_workers()
-
-    detail = await concord.transaction(answer["correlation_id"])
-    assert detail["state"] == "posted", detail
-    steps = steps_of(detail)
-    for name in ("crm.flag_account", "support.open_ticket", "crm.schedule_dunning"):
-        outcomes = [a["outcome"] for a in steps[name]["attempts"]]
-        assert outcomes == ["failed", "found_existing"], (name, outcomes)
+    invoice = await _settled_invoice(concord)
+    steps = await _posted_after_lost_answers(
+        concord,
+        "support.tickets:drop_after_commit=1,crm.tasks:drop_after_commit=1",
+        stripe_event("invoice.payment_failed", invoice=invoice),
+        looked_up=("crm.flag_account", "support.open_ticket", "crm.schedule_dunning"),
+    )
     tickets = by_type(await concord.ledger("support"))["ticket"]
     assert [(t["external_id"], t["create_calls"]) for t in tickets] == [
         (steps["support.open_ticket"]["external_id"], 1)
