@@ -15,7 +15,13 @@ from orchestrator.client.canonical import SubscriptionChange
 from orchestrator.connectors.errors import Terminal
 from orchestrator.connectors.ports import CallContext, JournalEntryRecord, TargetRecord
 from orchestrator.deps import WorkerDeps
-from orchestrator.proration import ProrationImpact, journal, proration_impact, proration_key
+from orchestrator.proration import (
+    ProrationImpact,
+    journal,
+    legacy_proration_key,
+    proration_impact,
+    proration_key,
+)
 from orchestrator.workflows import StepSkipped
 
 READ_ACCOUNT = "crm.read_account"
@@ -127,7 +133,12 @@ async def post_proration(deps: WorkerDeps, data: BaseModel, ctx: CallContext) ->
 async def find_proration(
     deps: WorkerDeps, external_id: str, ctx: CallContext
 ) -> TargetRecord | None:
-    return await deps.erp.find_journal(external_id, ctx=ctx)
+    found = await deps.erp.find_journal(external_id, ctx=ctx)
+    legacy = legacy_proration_key(external_id)
+    if found is None and legacy is not None:
+        # A change whose first attempt (or first run) came before its key named its items.
+        found = await deps.erp.find_journal(legacy, ctx=ctx)
+    return found
 
 
 async def reverse_proration(deps: WorkerDeps, data: BaseModel, ctx: CallContext) -> TargetRecord:

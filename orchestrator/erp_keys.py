@@ -6,18 +6,27 @@ again; the ERP adapter names what it posts with them.
 """
 
 import hashlib
+from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from orchestrator.client.canonical import Payment, Subscription, SubscriptionChange
+from orchestrator.client.canonical import (
+    Payment,
+    Subscription,
+    SubscriptionChange,
+    SubscriptionItem,
+)
+
+
+def items_digest(*item_lists: Sequence[SubscriptionItem]) -> str:
+    """Ten hex digits naming what the lists hold (price, quantity, unit amount), in order."""
+    held = [[(i.price_id, i.quantity, i.unit_amount_minor) for i in items] for items in item_lists]
+    return hashlib.sha256(repr(held[0] if len(held) == 1 else held).encode()).hexdigest()[:10]
 
 
 def contract_external_id(subscription: Subscription) -> str:
     """One ID per contract version: the same items give the same ID, an amendment a new one."""
-    version = hashlib.sha256(
-        repr([(i.price_id, i.quantity, i.unit_amount_minor) for i in subscription.items]).encode()
-    ).hexdigest()[:10]
-    return f"contract:{subscription.subscription_id}:{version}"
+    return f"contract:{subscription.subscription_id}:{items_digest(subscription.items)}"
 
 
 def ended_external_id(subscription: Subscription) -> str:

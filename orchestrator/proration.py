@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from orchestrator.client.canonical import SubscriptionChange, SubscriptionItem
 from orchestrator.connectors.errors import Terminal
 from orchestrator.connectors.ports import JournalEntryRecord, JournalLine
+from orchestrator.erp_keys import items_digest
 from orchestrator.mappings import Mappings
 
 
@@ -41,13 +42,23 @@ def _charges(items: list[SubscriptionItem]) -> dict[str, tuple[SubscriptionItem,
 
 
 def proration_key(change: SubscriptionChange) -> str:
-    """The entry's external ID: the subscription and the second the change took effect.
+    """The entry's external ID: the subscription, the second the change took effect, and the
+    items it changed from and to, so that two changes of one subscription within one second
+    (the source stamps whole seconds) are two entries rather than one found twice.
 
     Never the time of the call, or a retry would post a second entry under a new ID.
     """
     effective = change.effective_at
     stamp = int(effective.timestamp()) if effective is not None else "undated"
-    return f"proration:{change.subscription.subscription_id}:{stamp}"
+    digest = items_digest(change.previous_items or [], change.subscription.items)
+    return f"proration:{change.subscription.subscription_id}:{stamp}:{digest}"
+
+
+def legacy_proration_key(external_id: str) -> str | None:
+    """The ID an entry of the same change had before the key named its items (until 2026-11-26):
+    entries posted then are found by it."""
+    head, _, digest = external_id.rpartition(":")
+    return head if head.count(":") == 2 and len(digest) == 10 else None
 
 
 def proration_impact(change: SubscriptionChange, mappings: Mappings) -> ProrationImpact:

@@ -192,8 +192,7 @@ async def test_an_amendment_arriving_after_the_cancellation_leaves_the_contract_
     # The late amendment posted its proration alone; the contract stayed ended.
     assert sorted(await _states(in_order)) == ["posted", "posted", "posted"]
     erp = await in_order.ledger("erp")
-    assert [r["external_id"] for r in erp if r["type"] == "journalentry"] == [
-        f"proration:{created.subscription_id}:{amended.body['created']}"
-    ]
+    [entry] = [r["external_id"] for r in erp if r["type"] == "journalentry"]
+    assert entry.startswith(f"proration:{created.subscription_id}:{amended.body['created']}:")
     plans = [r["external_id"] for r in erp if r["type"] == "revenueplan"]
     assert plans[-1] == f"contract:{created.subscription_id}:ended"

@@ -2,13 +2,24 @@
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from orchestrator import amendment
 from orchestrator.client.canonical import Subscription, SubscriptionChange, SubscriptionItem
 from orchestrator.connectors.errors import Terminal
+from orchestrator.connectors.ports import CallContext
+from orchestrator.deps import WorkerDeps
 from orchestrator.mappings import MappingMissing, load_mappings
-from orchestrator.proration import journal, proration_impact, proration_key
+from orchestrator.proration import (
+    journal,
+    legacy_proration_key,
+    proration_impact,
+    proration_key,
+)
+from tests.fakes import ScriptedErp
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 12, 1, tzinfo=UTC)
@@ -101,10 +112,30 @@ def test_a_change_outside_the_period_is_clamped(at: datetime, remaining: Decimal
     assert proration_impact(change, MAPPINGS).remaining == remaining
 
 
-def test_the_key_is_the_change_time_not_the_time_of_the_call() -> None:
+def test_the_key_is_the_change_and_its_time_not_the_time_of_the_call() -> None:
     at = START + timedelta(days=5, seconds=7)
-    change = _change([_item(*STARTER[:2], 1, 2900)], [_item(*STARTER[:2], 2, 2900)], at)
-    assert proration_key(change) == f"proration:sub_1:{int(at.timestamp())}"
+    one, two, three = (_item(*STARTER[:2], n, 2900) for n in (1, 2, 3))
+    change = _change([one], [two], at)
+
+    key = proration_key(change)
+
+    assert key.startswith(f"proration:sub_1:{int(at.timestamp())}:")
+    # The same change (a retry, a replay) has the same key ...
+    assert proration_key(_change([one], [two], at)) == key
+    # ... and two changes within the same second have two.
+    assert (
+        len(
+            {
+                key,
+                proration_key(_change([two], [three], at)),
+                proration_key(_change([two], [one], at)),
+            }
+        )
+        == 3
+    )
+    # Entries posted before the key named the change are still found by their old key.
+    assert legacy_proration_key(key) == f"proration:sub_1:{int(at.timestamp())}"
+    assert legacy_proration_key(f"proration:sub_1:{int(at.timestamp())}") is None
 
 
 def test_missing_facts_and_mappings_are_terminal_and_named() -> None:
@@ -117,3 +148,20 @@ def test_missing_facts_and_mappings_are_terminal_and_named() -> None:
     )
     with pytest.raises(MappingMissing, match="prod_unknown"):
         proration_impact(unknown, MAPPINGS)
+
+
+async def test_an_entry_posted_under_the_old_key_is_found_not_posted_again() -> None:
+    at = START + timedelta(days=5)
+    change = _change([_item(*STARTER[:2], 1, 2900)], [_item(*STARTER[:2], 2, 2900)], at)
+    key = proration_key(change)
+    erp = ScriptedErp()
+    deps = cast(WorkerDeps, SimpleNamespace(erp=erp))
+    ctx = CallContext("c1", "c1:erp.post_proration")
+
+    assert await amendment.find_proration(deps, key, ctx) is None
+
+    erp.records[("journalentry", f"proration:sub_1:{int(at.timestamp())}")] = {"id": "7"}
+    found = await amendment.find_proration(deps, key, ctx)
+
+    assert found is not None
+    assert (found.record_id, found.external_id) == ("7", f"proration:sub_1:{int(at.timestamp())}")

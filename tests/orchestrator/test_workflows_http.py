@@ -5,6 +5,7 @@ The main failure paths are in test_workflows_http_failures.py.
 """
 
 import json
+import time
 from typing import Any
 
 from lineage.enums import Role
@@ -67,6 +68,35 @@ async def test_activation_reaches_crm_erp_and_provisioning(concord: Concord) -> 
     assert tenant["tenant"]["enabled"] is True
     refs = {(r["system"], r["object_type"]) for r in detail["external_refs"]}
     assert {("crm", "deals"), ("erp", "revenueplan"), ("provisioning", "tenant")} <= refs
+
+
+async def test_two_amendments_within_one_second_post_two_prorations(concord: Concord) -> None:
+    await concord.stripe(created_event())
+    await concord.run_workers()
+    # Stripe stamps events in whole seconds: both changes carry the same `created`.
+    second = int(time.time())
+    three, five = with_quantity(SUB, 3), with_quantity(SUB, 5)
+
+    for before, after in ((SUB, three), (three, five)):
+        answer = await concord.stripe(
+            subscription_event(
+                "customer.subscription.updated",
+                subscription=after,
+                previous_attributes={"items": before["items"]},
+                created=second,
+            )
+        )
+        await concord.run_workers()
+        detail = await concord.transaction(answer["correlation_id"])
+        assert detail["state"] == "posted", detail
+        outcomes = [a["outcome"] for a in steps_of(detail)["erp.post_proration"]["attempts"]]
+        assert outcomes == ["succeeded"]
+
+    entries = by_type(await concord.ledger("erp"))["journalentry"]
+    assert len({e["external_id"] for e in entries}) == 2, entries
+    assert [e["create_calls"] for e in entries] == [1, 1]
+    deal = (await concord.crm_object("deals", SUB_ID))["properties"]
+    assert deal["amount"] == "1200.00"
 
 
 async def test_amendment_updates_crm_then_erp(concord: Concord) -> None:

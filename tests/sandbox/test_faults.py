@@ -205,8 +205,10 @@ def test_hang_holds_the_call_past_the_client_timeout(erp_url: str) -> None:
     with httpx.Client(base_url=erp_url, timeout=5) as admin:
         set_faults(admin, "erp.invoice:hang=0.2,erp:hang_s=30,seed=11")
     hung = 0
-    with httpx.Client(base_url=erp_url, timeout=0.1) as client:
-        for n in range(100):
+    # Half a second: a 0.1 s timeout also cut calls that were merely slow on a loaded machine
+    # (the call was written, and counted as hung).
+    with httpx.Client(base_url=erp_url, timeout=0.5) as client:
+        for n in range(60):
             try:
                 response = client.post(INVOICES, json=invoice(f"in_{n}"))
             except httpx.ReadTimeout:
@@ -216,9 +218,9 @@ def test_hang_holds_the_call_past_the_client_timeout(erp_url: str) -> None:
     with httpx.Client(base_url=erp_url, timeout=5) as admin:
         records = admin.get("/_admin/ledger").json()["records"]
 
-    assert 8 <= hung <= 32
+    assert 4 <= hung <= 20
     # A hang happens before the handler: nothing was written for the calls that hung.
-    assert len(records) == 100 - hung
+    assert len(records) == 60 - hung
 
 
 def test_latency_is_added_to_every_call(erp_url: str) -> None:
