@@ -19,7 +19,10 @@ from orchestrator.client.canonical import (
 
 
 def items_digest(*item_lists: Sequence[SubscriptionItem]) -> str:
-    """Ten hex digits naming what the lists hold (price, quantity, unit amount), in order."""
+    """Ten hex digits naming what the lists hold (price, quantity, unit amount), in order.
+
+    One list hashes exactly as contract versions always have, so the IDs of revenue plans
+    already in the ERP stay the IDs their lookups ask for."""
     held = [[(i.price_id, i.quantity, i.unit_amount_minor) for i in items] for items in item_lists]
     return hashlib.sha256(repr(held[0] if len(held) == 1 else held).encode()).hexdigest()[:10]
 

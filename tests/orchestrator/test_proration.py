@@ -1,5 +1,6 @@
 """The ERP impact of an amendment: prorated per price to the second, booked per revenue account."""
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from orchestrator.client.canonical import Subscription, SubscriptionChange, Subs
 from orchestrator.connectors.errors import Terminal
 from orchestrator.connectors.ports import CallContext
 from orchestrator.deps import WorkerDeps
+from orchestrator.erp_keys import contract_external_id
 from orchestrator.mappings import MappingMissing, load_mappings
 from orchestrator.proration import (
     journal,
@@ -165,3 +167,11 @@ async def test_an_entry_posted_under_the_old_key_is_found_not_posted_again() -> 
 
     assert found is not None
     assert (found.record_id, found.external_id) == ("7", f"proration:sub_1:{int(at.timestamp())}")
+
+
+def test_contract_version_ids_stay_what_the_erp_already_holds() -> None:
+    items = [_item(*STARTER[:2], 2, 2900), _item(*PRO[:2], 1, 9900)]
+    sub = _change([], items, START).subscription
+    # The digest revenue plans were posted under before items_digest existed.
+    held = repr([(i.price_id, i.quantity, i.unit_amount_minor) for i in items]).encode()
+    assert contract_external_id(sub) == f"contract:sub_1:{hashlib.sha256(held).hexdigest()[:10]}"
