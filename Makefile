@@ -45,7 +45,7 @@ bench-quick: $(STAMP)
 	@for b in $(BENCHES); do echo "== bench.$$b --quick"; $(BENCH_ENV) $(BIN)/python -m bench.$$b --quick --out bench/results/quick/$$b.json || exit 1; done
 
 # The fault-injection suite at full size (CI runs a smaller CONCORD_CHAOS_EVENTS on both
-# backends): PostgreSQL, the production backend, in about 12 minutes; SQLite, the embedded
+# backends): PostgreSQL, the production backend, in 8 to 12 minutes; SQLite, the embedded
 # default, in about 23 (docs/reliability.md, "Full size").
 chaos: $(STAMP)
 	CONCORD_CHAOS_EVENTS=3000 $(BIN)/pytest -q tests/chaos -k postgresql --timeout=1500 --durations=0
