@@ -17,14 +17,18 @@ from orchestrator.client.canonical import (
     SubscriptionItem,
 )
 
+# Hex digits of an items digest; lookups of older proration IDs parse keys by this length.
+DIGEST_CHARS = 10
+
 
 def items_digest(*item_lists: Sequence[SubscriptionItem]) -> str:
-    """Ten hex digits naming what the lists hold (price, quantity, unit amount), in order.
+    """DIGEST_CHARS hex digits naming what the lists hold (price, quantity, unit amount), in order.
 
     One list hashes exactly as contract versions always have, so the IDs of revenue plans
     already in the ERP stay the IDs their lookups ask for."""
     held = [[(i.price_id, i.quantity, i.unit_amount_minor) for i in items] for items in item_lists]
-    return hashlib.sha256(repr(held[0] if len(held) == 1 else held).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(repr(held[0] if len(held) == 1 else held).encode()).hexdigest()
+    return digest[:DIGEST_CHARS]
 
 
 def contract_external_id(subscription: Subscription) -> str:

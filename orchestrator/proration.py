@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from orchestrator.client.canonical import SubscriptionChange, SubscriptionItem
 from orchestrator.connectors.errors import Terminal
 from orchestrator.connectors.ports import JournalEntryRecord, JournalLine
-from orchestrator.erp_keys import items_digest
+from orchestrator.erp_keys import DIGEST_CHARS, items_digest
 from orchestrator.mappings import Mappings
 
 
@@ -58,7 +58,7 @@ def legacy_proration_key(external_id: str) -> str | None:
     """The ID an entry of the same change had before the key named its items (until 2026-11-26):
     entries posted then are found by it."""
     head, _, digest = external_id.rpartition(":")
-    return head if head.count(":") == 2 and len(digest) == 10 else None
+    return head if head.count(":") == 2 and len(digest) == DIGEST_CHARS else None
 
 
 def proration_impact(change: SubscriptionChange, mappings: Mappings) -> ProrationImpact:

@@ -93,6 +93,12 @@ async def _attempts(
         )
 
 
+async def _open_item(sessionmaker: async_sessionmaker[AsyncSession]) -> ExceptionItem:
+    async with sessionmaker() as session:
+        [item] = list(await session.scalars(select(ExceptionItem)))
+    return item
+
+
 async def test_retryable_failures_then_success_post_once(
     make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -180,12 +186,6 @@ async def _run_through_deaths(deps: WorkerDeps, correlation_id: str) -> list[Out
     raise AssertionError(f"did not settle: {outcomes}")
 
 
-async def _open_item(sessionmaker: async_sessionmaker[AsyncSession]) -> ExceptionItem:
-    async with sessionmaker() as session:
-        [item] = list(await session.scalars(select(ExceptionItem)))
-    return item
-
-
 async def test_a_budget_the_target_spent_is_not_blamed_on_the_death_that_ended_it(
     make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -237,8 +237,7 @@ async def test_terminal_error_goes_straight_to_the_queue(
 
     assert outcomes == [Outcome.EXCEPTION]
     assert len(erp.posts) == 1
-    async with sessionmaker() as session:
-        [item] = list(await session.scalars(select(ExceptionItem)))
+    item = await _open_item(sessionmaker)
     assert item.classification == "validation"
     assert "cus_1 does not exist" in item.message
 
