@@ -146,7 +146,7 @@ class _Batch:
             try:
                 async with sessionmaker.begin() as session:
                     return await self._store(session)
-            except IntegrityError:
+            except (inbox.AlreadyStored, IntegrityError):
                 # A concurrent delivery of one of these events won its unique key: retry, and
                 # find its row this time.
                 if attempt == 2:

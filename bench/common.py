@@ -74,6 +74,8 @@ class PeakRss:
 
     def __init__(self, interval_s: float = 0.1) -> None:
         self._procs: dict[str, psutil.Process] = {"bench": psutil.Process()}
+        # name -> process-name prefix: every descendant of this process so named, summed.
+        self._trees: dict[str, str] = {}
         self.peaks_mb: dict[str, float] = {}
         self._interval = interval_s
         self._stop = threading.Event()
@@ -81,6 +83,11 @@ class PeakRss:
 
     def watch(self, name: str, pid: int) -> None:
         self._procs[name] = psutil.Process(pid)
+
+    def watch_descendants(self, name: str, prefix: str) -> None:
+        """Sum every descendant whose name starts with prefix, e.g. a browser's many processes
+        that come and go (shared pages are counted once per process: an upper bound)."""
+        self._trees[name] = prefix
 
     def __enter__(self) -> "PeakRss":
         self._thread.start()
@@ -107,6 +114,19 @@ class PeakRss:
             except psutil.Error:
                 continue
             self.peaks_mb[name] = max(self.peaks_mb.get(name, 0.0), round(mb, 1))
+        if not self._trees:
+            return
+        descendants = self._procs["bench"].children(recursive=True)
+        for name, prefix in self._trees.items():
+            total = 0
+            for proc in descendants:
+                try:
+                    if proc.name().startswith(prefix):
+                        total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+            if total:
+                self.peaks_mb[name] = max(self.peaks_mb.get(name, 0.0), round(total / 2**20, 1))
 
 
 class CpuMeter:

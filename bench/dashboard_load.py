@@ -176,6 +176,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         system.processes["dashboard"] = dashboard
         common.wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc=dashboard)
         system.watch_all(peaks)
+        peaks.watch_descendants("chromium (all its processes)", "chrom")
         await api_seconds(system.api_url, await common.create_key(url, "executive"))  # warm-up
         for _ in range(args.runs):
             key = await common.create_key(url, "executive")

@@ -14,6 +14,7 @@ goes when the machine, not a wait, is the limit.
 
 import argparse
 import asyncio
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,11 +89,15 @@ async def baseline_run(redis_url: str, jobs: int) -> float:
 
 def _start_profilers(system: common.Concord, out_dir: str) -> list[subprocess.Popen[bytes]]:
     """py-spy on the API and one worker for the first measured run (needs ptrace)."""
+    # `pip install py-spy` into the venv puts it beside the interpreter, which need not be on PATH.
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(
             [
-                "py-spy",
+                py_spy,
                 "record",
                 "--nonblocking",
                 "--format",

@@ -6,12 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage.clock import new_correlation_id, utc_now
 from lineage.enums import EventStatus, System, TxState
-from lineage.models import BusinessTransaction, ExternalRef, InboxEvent
+from lineage.models import Base, BusinessTransaction, ExternalRef, InboxEvent
+from lineage.upsert import insert_if_absent
+
+_TABLES = Base.metadata.tables
+_TRANSACTIONS = _TABLES[BusinessTransaction.__tablename__]
+_REFS = _TABLES[ExternalRef.__tablename__]
+_EVENTS = _TABLES[InboxEvent.__tablename__]
+# Built once: a statement made per request is built and hashed per request (its cache key).
+_INSERT_TRANSACTION = insert(_TRANSACTIONS)
+_INSERT_REFS = insert(_REFS)
 
 
 def payload_digest(payload: Any) -> str:
@@ -50,85 +59,116 @@ class InboxResult:
     conflict: bool = False
 
 
-async def record_event(session: AsyncSession, incoming: IncomingEvent) -> InboxResult:
+class AlreadyStored(Exception):
+    """The event's (source, source_event_id) is taken: roll back, then record_event with
+    look_first, which finds the stored row. Nothing of this delivery may be committed."""
+
+
+async def record_event(
+    session: AsyncSession, incoming: IncomingEvent, *, look_first: bool = True
+) -> InboxResult:
     """Store a new event with its transaction, or count a redelivery of a stored one.
 
-    Two concurrent first deliveries race on the (source, source_event_id) unique key; the
-    loser's flush raises IntegrityError and the caller retries, finding the winner's row.
+    With look_first=False the stored row is not looked for: a first delivery, by far the most
+    common, saves that round trip, and a redelivery raises AlreadyStored instead. Two concurrent
+    first deliveries race on the unique key the same way: the loser raises AlreadyStored.
     """
+    digest = payload_digest(incoming.payload)
+    if look_first:
+        redelivery = await _count_redelivery(session, incoming, digest)
+        if redelivery is not None:
+            return redelivery
+    return await _store_new(session, incoming, digest)
+
+
+async def _count_redelivery(
+    session: AsyncSession, incoming: IncomingEvent, digest: str
+) -> InboxResult | None:
     existing = await session.scalar(
         select(InboxEvent).where(
             InboxEvent.source == incoming.source,
             InboxEvent.source_event_id == incoming.source_event_id,
         )
     )
-    digest = payload_digest(incoming.payload)
-    if existing is not None:
-        if existing.payload_sha256 != digest:
-            return InboxResult(existing.correlation_id, existing.status, True, conflict=True)
-        await session.execute(
-            update(InboxEvent)
-            .where(InboxEvent.id == existing.id)
-            .values(deliveries=InboxEvent.deliveries + 1, last_delivery_at=utc_now())
-        )
-        return InboxResult(existing.correlation_id, existing.status, duplicate=True)
+    if existing is None:
+        return None
+    if existing.payload_sha256 != digest:
+        return InboxResult(existing.correlation_id, existing.status, True, conflict=True)
+    await session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.id == existing.id)
+        .values(deliveries=InboxEvent.deliveries + 1, last_delivery_at=utc_now())
+    )
+    return InboxResult(existing.correlation_id, existing.status, duplicate=True)
 
+
+async def _store_new(session: AsyncSession, incoming: IncomingEvent, digest: str) -> InboxResult:
     now = utc_now()
     correlation_id = new_correlation_id()
     ignored = incoming.workflow is None
-    session.add(
-        BusinessTransaction(
-            correlation_id=correlation_id,
-            workflow=incoming.workflow,
-            state=TxState.IGNORED if ignored else TxState.RECEIVED,
-            state_reason=incoming.ignored_reason,
-            source_system=incoming.source_system,
-            event_type=incoming.event_type,
-            canonical=incoming.canonical,
-            customer_id=incoming.customer_id,
-            subscription_id=incoming.subscription_id,
-            invoice_id=incoming.invoice_id,
-            amount_minor=incoming.amount_minor,
-            currency=incoming.currency,
-            period=incoming.period,
-            ordering_key=incoming.ordering_key,
-            occurred_at=incoming.occurred_at,
-            received_at=now,
-            updated_at=now,
-            completed_at=now if ignored else None,
-        )
+    # Core inserts into the tables, not the unit of work nor ORM-enabled statements: nothing
+    # reads these rows back in this session, and the intake's acknowledgement waits on every
+    # statement's CPU as well as its round trip (docs/performance.md, "Intake").
+    await session.execute(
+        _INSERT_TRANSACTION,
+        {
+            "correlation_id": correlation_id,
+            "workflow": incoming.workflow,
+            "state": TxState.IGNORED if ignored else TxState.RECEIVED,
+            "state_reason": incoming.ignored_reason,
+            "source_system": incoming.source_system,
+            "event_type": incoming.event_type,
+            "canonical": incoming.canonical,
+            "customer_id": incoming.customer_id,
+            "subscription_id": incoming.subscription_id,
+            "invoice_id": incoming.invoice_id,
+            "amount_minor": incoming.amount_minor,
+            "currency": incoming.currency,
+            "period": incoming.period,
+            "ordering_key": incoming.ordering_key,
+            "occurred_at": incoming.occurred_at,
+            "received_at": now,
+            "updated_at": now,
+            "completed_at": now if ignored else None,
+        },
     )
-    # The transaction must exist before the event's foreign key points at it.
-    await session.flush()
-    for object_type, external_id in (
-        ("invoice", incoming.invoice_id),
-        ("customer", incoming.customer_id),
-        ("subscription", incoming.subscription_id),
-    ):
-        if external_id:
-            session.add(
-                ExternalRef(
-                    correlation_id=correlation_id,
-                    system=incoming.source_system,
-                    object_type=object_type,
-                    external_id=external_id,
-                    created_at=now,
-                )
-            )
+    refs = [
+        {
+            "correlation_id": correlation_id,
+            "system": incoming.source_system,
+            "object_type": object_type,
+            "external_id": external_id,
+            "created_at": now,
+        }
+        for object_type, external_id in (
+            ("invoice", incoming.invoice_id),
+            ("customer", incoming.customer_id),
+            ("subscription", incoming.subscription_id),
+        )
+        if external_id
+    ]
+    if refs:
+        # One executemany, sent as one statement; a multi-row VALUES would be compiled afresh
+        # for every request (SQLAlchemy does not cache those).
+        await session.execute(_INSERT_REFS, refs)
     status = EventStatus.IGNORED if ignored else EventStatus.ACCEPTED
-    session.add(
-        InboxEvent(
-            source=incoming.source,
-            source_event_id=incoming.source_event_id,
-            event_type=incoming.event_type,
-            status=status,
-            ignored_reason=incoming.ignored_reason,
-            correlation_id=correlation_id,
-            payload=incoming.payload,
-            payload_sha256=digest,
-            received_at=now,
-            last_delivery_at=now,
-        )
+    # ON CONFLICT DO NOTHING rather than a unique violation: a redelivery is routine, not an
+    # error for PostgreSQL's log, and the caller rolls back the transaction row added above.
+    stored = await session.scalar(
+        insert_if_absent(session, _EVENTS, ("source", "source_event_id"), returning="id"),
+        {
+            "source": incoming.source,
+            "source_event_id": incoming.source_event_id,
+            "event_type": incoming.event_type,
+            "status": status,
+            "ignored_reason": incoming.ignored_reason,
+            "correlation_id": correlation_id,
+            "payload": incoming.payload,
+            "payload_sha256": digest,
+            "received_at": now,
+            "last_delivery_at": now,
+        },
     )
-    await session.flush()
+    if stored is None:
+        raise AlreadyStored(incoming.source_event_id)
     return InboxResult(correlation_id, status, duplicate=False)

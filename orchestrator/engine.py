@@ -168,10 +168,20 @@ async def _run_steps(
     if isolated is not None:
         return isolated
     outputs = dict(pre.outputs)
+    settled = False
+
+    async def settle_posted(session: AsyncSession) -> None:
+        await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now(), reason=reason)
+
     while pending:
         # Independent branches (every dependency met) run concurrently.
         ready = [step for step in pending if set(step.depends_on) & scope <= done]
-        results = await asyncio.gather(*(run_step(deps, claimed, s, data, outputs) for s in ready))
+        # The last step, alone: its success is the transaction's, so they commit together.
+        settle = settle_posted if len(ready) == len(pending) == 1 else None
+        results = await asyncio.gather(
+            *(run_step(deps, claimed, s, data, outputs, settle=settle) for s in ready)
+        )
+        settled = any(r.settled for r in results)
         succeeded = [r for r in results if r.outcome is StepOutcome.SUCCEEDED]
         done |= {r.step.name for r in succeeded}
         outputs |= {r.step.name: r.output for r in succeeded if r.output is not None}
@@ -182,8 +192,9 @@ async def _run_steps(
         if retries:
             return await _schedule_retry(deps, claimed, retries)
         pending = [step for step in pending if step.name not in done]
-    async with deps.sessionmaker.begin() as session:
-        await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now(), reason=reason)
+    if not settled:
+        async with deps.sessionmaker.begin() as session:
+            await settle_posted(session)
     await _wake_successors(deps, claimed)
     return Outcome.POSTED
 

@@ -6,45 +6,21 @@ API's engine sends, so a per-level or per-row query creeping back in fails here.
 """
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import httpx
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.clock import utc_now
 from lineage.enums import AttemptOutcome, Role, RunState, StepState, System, TxState
 from lineage.models import BusinessTransaction, StepAttempt, WorkflowRun, WorkflowStep
 from tests.api.builders import add_run, add_transaction
-from tests.api.helpers import auth, ok
+from tests.api.helpers import auth, ok, statements_of_the_api
 
 # One for the API key, then the lineage: the transaction with its event, the runs with their
 # steps and attempts, the external references, the exceptions.
 DETAIL_STATEMENTS = 5
 # One for the API key, one for every kind of match, one for the matching transactions.
 SEARCH_STATEMENTS = 3
-
-
-@contextmanager
-def statements_of_the_api(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> Iterator[list[str]]:
-    """The SQL sent by every engine except the test's own, i.e. by the API's."""
-    ours = sessionmaker.kw["bind"].sync_engine
-    sent: list[str] = []
-
-    def record(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if conn.engine is not ours:
-            sent.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def _tables(statements: list[str]) -> list[str]:

@@ -1,0 +1,93 @@
+"""The statements and commits of a first run of a one-step workflow, in order.
+
+Each is a round trip on the worker's path, and on a busy machine a round trip costs more in
+scheduling than in the database (docs/performance.md, "Fewer engine round trips"). A read or
+write creeping back into a first run fails here.
+"""
+
+from arq.connections import ArqRedis
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lineage import inbox
+from lineage.enums import System
+from lineage.inbox import IncomingEvent
+from orchestrator import engine
+from orchestrator.client.canonical import Invoice
+from orchestrator.client.queue import queue_pool
+from orchestrator.engine import Outcome
+from orchestrator.settings import OrchestratorSettings
+from tests.dbutil import statement_shape
+from tests.fakes import Fakes, ScriptedErp, fake_deps
+
+FIRST_RUN = [
+    # The claim, in one transaction: the lease, run 1 counted and opened (a transaction that
+    # never ran has no run to look for, and a new run no steps), an unsettled predecessor on
+    # the invoice's ordering key.
+    "UPDATE business_transaction",
+    "UPDATE business_transaction",
+    "INSERT workflow_run",
+    "SELECT business_transaction",
+    # The attempt, committed before the call: the step, with its first attempt counted.
+    "INSERT workflow_step",
+    "INSERT step_attempt",
+    # The outcome, committed after the call, with the ERP's record as a reference and, the
+    # run's last step having succeeded, the transaction's settlement.
+    "UPDATE step_attempt",
+    "UPDATE workflow_step",
+    "INSERT external_ref",
+    "UPDATE business_transaction",
+    "UPDATE workflow_run",
+    # After that commit: what waits behind it on the ordering key.
+    "SELECT business_transaction",
+]
+# The claim, the attempt before the call, the outcome and settlement after it.
+FIRST_RUN_COMMITS = 3
+
+
+async def test_a_first_run_of_one_step_sends_these_statements(
+    database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    invoice = Invoice(invoice_id="in_stmt", customer_id="cus_1", amount_minor=1000, currency="USD")
+    async with sessionmaker.begin() as session:
+        stored = await inbox.record_event(
+            session,
+            IncomingEvent(
+                source="test",
+                source_event_id="evt_stmt",
+                event_type="invoice.finalized",
+                source_system=System.BILLING,
+                payload={"id": "evt_stmt"},
+                workflow="invoice_generated",
+                canonical=invoice.model_dump(mode="json"),
+                invoice_id=invoice.invoice_id,
+                ordering_key=f"invoice:{invoice.invoice_id}",
+            ),
+        )
+    pool: ArqRedis = queue_pool(redis_url)
+    settings = OrchestratorSettings.model_validate(
+        {"database_url": database_url, "redis_url": redis_url}
+    )
+    deps = fake_deps(settings, sessionmaker, pool, Fakes(erp=ScriptedErp()))
+    sent: list[str] = []
+    commits: list[object] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement_shape(statement))
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    sync_engine = sessionmaker.kw["bind"].sync_engine
+    event.listen(sync_engine, "before_cursor_execute", record)
+    event.listen(sync_engine, "commit", committed)
+    try:
+        outcome = await engine.run_transaction(deps, stored.correlation_id)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", record)
+        event.remove(sync_engine, "commit", committed)
+        await pool.aclose()
+
+    assert outcome is Outcome.POSTED
+    assert sent == FIRST_RUN
+    assert len(commits) == FIRST_RUN_COMMITS
