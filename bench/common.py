@@ -385,7 +385,7 @@ class Concord:
         if poll_delay_s is not None:
             extra = {**extra, "CONCORD_POLL_DELAY_S": str(poll_delay_s)}
         for i in range(count):
-            args = ["concord", "worker", "--port", str(free_port())]
+            args = ["concord", "worker", "--port", "0"]  # the kernel picks a free port
             self.spawn(f"worker{i + 1}", args, **extra)
 
     def stop(self, *names: str) -> None:

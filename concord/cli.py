@@ -57,7 +57,8 @@ def api(host: HostOpt = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000
 def worker(
     host: HostOpt = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="Port of the worker's Prometheus /metrics endpoint.")
+        int,
+        typer.Option(help="Port of the worker's Prometheus /metrics endpoint (0: any free one)."),
     ] = 9100,
 ) -> None:
     """Run a workflow worker until SIGINT or SIGTERM; in-flight jobs finish first."""

@@ -11,13 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage.clock import new_correlation_id, utc_now
 from lineage.enums import EventStatus, System, TxState
-from lineage.models import Base, BusinessTransaction, ExternalRef, InboxEvent
+from lineage.models import BusinessTransaction, ExternalRef, InboxEvent, table_of
 from lineage.upsert import insert_if_absent
 
-_TABLES = Base.metadata.tables
-_TRANSACTIONS = _TABLES[BusinessTransaction.__tablename__]
-_REFS = _TABLES[ExternalRef.__tablename__]
-_EVENTS = _TABLES[InboxEvent.__tablename__]
+_TRANSACTIONS = table_of(BusinessTransaction)
+_REFS = table_of(ExternalRef)
+_EVENTS = table_of(InboxEvent)
 # Built once: a statement made per request is built and hashed per request (its cache key).
 _INSERT_TRANSACTION = insert(_TRANSACTIONS)
 _INSERT_REFS = insert(_REFS)

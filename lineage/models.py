@@ -10,6 +10,7 @@ from sqlalchemy import (
     Index,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -70,6 +71,11 @@ class Base(DeclarativeBase):
         BulkState: _enum(BulkState),
         BulkItemOutcome: _enum(BulkItemOutcome),
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table, for statements built once (``__table__`` is typed a FromClause)."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 class BusinessTransaction(Base):

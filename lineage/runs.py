@@ -19,17 +19,17 @@ from lineage.enums import (
     TxState,
 )
 from lineage.models import (
-    Base,
     BusinessTransaction,
     ExceptionItem,
     ExternalRef,
     StepAttempt,
     WorkflowRun,
     WorkflowStep,
+    table_of,
 )
 from lineage.upsert import insert_if_absent
 
-_REFS = Base.metadata.tables[ExternalRef.__tablename__]
+_REFS = table_of(ExternalRef)
 
 
 @dataclass(frozen=True, slots=True)

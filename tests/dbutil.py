@@ -3,7 +3,11 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lineage import inbox
+from lineage.enums import System
+from lineage.inbox import IncomingEvent
 from lineage.models import BusinessTransaction, InboxEvent
+from orchestrator.client.canonical import Invoice
 
 
 async def inbox_counts(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
@@ -12,6 +16,32 @@ async def inbox_counts(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[
         events = await session.scalar(select(func.count()).select_from(InboxEvent))
         txs = await session.scalar(select(func.count()).select_from(BusinessTransaction))
     return int(events or 0), int(txs or 0)
+
+
+async def invoice_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    invoice_id: str,
+    *,
+    ordering_key: str | None = None,
+) -> str:
+    """Store a finalized invoice's event as the intake would; returns its correlation ID."""
+    invoice = Invoice(invoice_id=invoice_id, customer_id="cus_1", amount_minor=1000, currency="USD")
+    async with sessionmaker.begin() as session:
+        result = await inbox.record_event(
+            session,
+            IncomingEvent(
+                source="test",
+                source_event_id=f"evt_{invoice_id}",
+                event_type="invoice.finalized",
+                source_system=System.BILLING,
+                payload={"id": f"evt_{invoice_id}"},
+                workflow="invoice_generated",
+                canonical=invoice.model_dump(mode="json"),
+                invoice_id=invoice_id,
+                ordering_key=ordering_key,
+            ),
+        )
+    return result.correlation_id
 
 
 def statement_shape(statement: str) -> str:

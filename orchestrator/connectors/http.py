@@ -15,7 +15,7 @@ import httpx
 from orchestrator.client.tracing import current_traceparent
 from orchestrator.connectors.errors import Conflict, ConnectorError, Retryable, Terminal
 from orchestrator.connectors.ports import CallContext
-from orchestrator.outbound import OutboundRefused, guarded_client
+from orchestrator.outbound import OutboundRefused, guarded_client, tls_context
 
 
 def traceparent(correlation_id: str) -> str:
@@ -113,7 +113,7 @@ class HttpAdapter:
         elif allow is not None:
             self.client = guarded_client(allow, timeout_s=timeout_s)
         else:
-            self.client = httpx.AsyncClient(follow_redirects=False)
+            self.client = httpx.AsyncClient(verify=tls_context(), follow_redirects=False)
 
     @classmethod
     def with_bearer(

@@ -41,6 +41,12 @@ def _worker_log(index: int) -> IO[bytes] | None:
     return (Path(LOG_DIR) / f"{name}.worker{index}.log").open("ab")
 
 
+# Port 0: the kernel picks the metrics port when the worker binds it. A port picked beforehand
+# can be taken in between (as the local end of any outgoing connection), and the worker then
+# dies at start, leaving a scenario to wait out pytest's timeout.
+WORKER_COMMAND = [sys.executable, "-m", "concord", "worker", "--port", "0"]
+
+
 @dataclass
 class System:
     database_url: str
@@ -73,12 +79,10 @@ class System:
         }
 
     def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
-        from concord.embedded_redis import free_port
-
         log = _worker_log(len(self.workers))
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "concord", "worker", "--port", str(free_port())],
+                WORKER_COMMAND,
                 env=self.worker_env(**extra),
                 stdout=subprocess.DEVNULL,
                 stderr=log or subprocess.DEVNULL,
@@ -119,6 +123,10 @@ def running_system(database_url: str, redis_url: str, *, faults: str = "") -> It
         system = System(database_url, redis_url, api, f"{sandbox}/erp")
         try:
             yield system
+        except BaseException as failure:
+            # A scenario that failed or timed out says which workers had died, and how.
+            failure.add_note(f"worker exit codes: {[worker.poll() for worker in system.workers]}")
+            raise
         finally:
             system.stop_workers()
 

@@ -8,7 +8,6 @@ import json
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from concord.embedded_redis import free_port
 from lineage.enums import Role
 from lineage.models import (
     AuditLog,
@@ -30,7 +28,7 @@ from lineage.models import (
     WorkflowStep,
 )
 from tests.api.helpers import auth
-from tests.chaos.harness import System, running_system, wait_posted
+from tests.chaos.harness import WORKER_COMMAND, System, running_system, wait_posted
 from tests.chaos.history import History
 from tests.chaos.test_api_crash import api_process
 from tests.factories import FIXTURE_INVOICE
@@ -78,7 +76,7 @@ def _start_logged_worker(system: System, log: Path) -> None:
     with log.open("ab") as sink:
         system.workers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "concord", "worker", "--port", str(free_port())],
+                WORKER_COMMAND,
                 env=system.worker_env(),
                 stdout=sink,
                 stderr=subprocess.STDOUT,

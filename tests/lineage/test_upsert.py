@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage import runs
 from lineage.enums import System, TxState
-from lineage.models import Base, ExternalRef
+from lineage.models import ExternalRef, table_of
 from lineage.upsert import insert_if_absent
 from tests.api.builders import add_transaction
 
@@ -49,7 +49,7 @@ async def test_returning_tells_an_insert_from_a_taken_key(
 ) -> None:
     async with sessionmaker.begin() as session:
         correlation_id = (await add_transaction(session, state=TxState.RUNNING)).correlation_id
-    refs = Base.metadata.tables[ExternalRef.__tablename__]
+    refs = table_of(ExternalRef)
     key = ("correlation_id", "system", "object_type", "external_id")
     row = {
         "correlation_id": correlation_id,

@@ -9,18 +9,17 @@ from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lineage import inbox, runs
+from lineage import runs
 from lineage.clock import utc_now
-from lineage.enums import AttemptOutcome, ExceptionStatus, StepState, System, TxState
-from lineage.inbox import IncomingEvent
+from lineage.enums import AttemptOutcome, ExceptionStatus, StepState, TxState
 from lineage.models import BusinessTransaction, ExceptionItem, StepAttempt, WorkflowStep
 from orchestrator import engine
-from orchestrator.client.canonical import Invoice
 from orchestrator.client.queue import queue_pool
 from orchestrator.connectors.errors import Conflict, Retryable, Terminal
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
 from orchestrator.settings import OrchestratorSettings
+from tests.dbutil import invoice_transaction
 from tests.fakes import Fakes, ScriptedErp, fake_deps
 
 DepsFactory = Callable[..., WorkerDeps]
@@ -44,25 +43,6 @@ async def make_deps(
     yield build
     for pool in pools:
         await pool.aclose()
-
-
-async def _transaction(sessionmaker: async_sessionmaker[AsyncSession], invoice_id: str) -> str:
-    invoice = Invoice(invoice_id=invoice_id, customer_id="cus_1", amount_minor=1000, currency="USD")
-    async with sessionmaker.begin() as session:
-        result = await inbox.record_event(
-            session,
-            IncomingEvent(
-                source="test",
-                source_event_id=f"evt_{invoice_id}",
-                event_type="invoice.finalized",
-                source_system=System.BILLING,
-                payload={"id": f"evt_{invoice_id}"},
-                workflow="invoice_generated",
-                canonical=invoice.model_dump(mode="json"),
-                invoice_id=invoice_id,
-            ),
-        )
-    return result.correlation_id
 
 
 async def _run_until_settled(deps: WorkerDeps, correlation_id: str) -> list[Outcome]:
@@ -109,7 +89,7 @@ async def test_retryable_failures_then_success_post_once(
         ]
     )
     deps = make_deps(erp)
-    correlation_id = await _transaction(sessionmaker, "in_retry")
+    correlation_id = await invoice_transaction(sessionmaker, "in_retry")
 
     outcomes = await _run_until_settled(deps, correlation_id)
 
@@ -133,7 +113,7 @@ async def test_ambiguous_failure_is_looked_up_not_posted_again(
         failures=[Retryable("read timeout", classification="timeout")], commit_before_fail=True
     )
     deps = make_deps(erp)
-    correlation_id = await _transaction(sessionmaker, "in_ambiguous")
+    correlation_id = await invoice_transaction(sessionmaker, "in_ambiguous")
 
     await _run_until_settled(deps, correlation_id)
 
@@ -149,7 +129,7 @@ async def test_exhausted_budget_becomes_an_exception(
 ) -> None:
     erp = ScriptedErp(failures=[Retryable("down", http_status=503) for _ in range(5)])
     deps = make_deps(erp, max_attempts=3)
-    correlation_id = await _transaction(sessionmaker, "in_budget")
+    correlation_id = await invoice_transaction(sessionmaker, "in_budget")
 
     outcomes = await _run_until_settled(deps, correlation_id)
 
@@ -192,7 +172,7 @@ async def test_a_budget_the_target_spent_is_not_blamed_on_the_death_that_ended_i
     down = Retryable("down", http_status=503)
     erp = ScriptedErp(failures=[down, down, asyncio.CancelledError()])
     deps = make_deps(erp, max_attempts=3)
-    correlation_id = await _transaction(sessionmaker, "in_mostly_down")
+    correlation_id = await invoice_transaction(sessionmaker, "in_mostly_down")
 
     outcomes = await _run_through_deaths(deps, correlation_id)
 
@@ -215,7 +195,7 @@ async def test_a_budget_every_attempt_of_which_died_is_a_worker_crash(
 ) -> None:
     erp = ScriptedErp(failures=[asyncio.CancelledError() for _ in range(3)])
     deps = make_deps(erp, max_attempts=3)
-    correlation_id = await _transaction(sessionmaker, "in_poison")
+    correlation_id = await invoice_transaction(sessionmaker, "in_poison")
 
     outcomes = await _run_through_deaths(deps, correlation_id)
 
@@ -231,7 +211,7 @@ async def test_terminal_error_goes_straight_to_the_queue(
 ) -> None:
     erp = ScriptedErp(failures=[Terminal("entity cus_1 does not exist", http_status=400)])
     deps = make_deps(erp)
-    correlation_id = await _transaction(sessionmaker, "in_terminal")
+    correlation_id = await invoice_transaction(sessionmaker, "in_terminal")
 
     outcomes = await _run_until_settled(deps, correlation_id)
 
@@ -249,7 +229,7 @@ async def test_conflict_is_resolved_by_lookup(
         failures=[Conflict("duplicate externalId", http_status=409)], commit_before_fail=True
     )
     deps = make_deps(erp)
-    correlation_id = await _transaction(sessionmaker, "in_conflict")
+    correlation_id = await invoice_transaction(sessionmaker, "in_conflict")
 
     assert await _run_until_settled(deps, correlation_id) == [Outcome.POSTED]
     [attempt] = await _attempts(sessionmaker, correlation_id)
@@ -260,7 +240,7 @@ async def test_a_held_lease_keeps_a_second_worker_out(
     make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     deps = make_deps(ScriptedErp())
-    correlation_id = await _transaction(sessionmaker, "in_leased")
+    correlation_id = await invoice_transaction(sessionmaker, "in_leased")
     now = utc_now()
     async with sessionmaker.begin() as session:
         held = await runs.claim(

@@ -9,15 +9,11 @@ from arq.connections import ArqRedis
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lineage import inbox
-from lineage.enums import System
-from lineage.inbox import IncomingEvent
 from orchestrator import engine
-from orchestrator.client.canonical import Invoice
 from orchestrator.client.queue import queue_pool
 from orchestrator.engine import Outcome
 from orchestrator.settings import OrchestratorSettings
-from tests.dbutil import statement_shape
+from tests.dbutil import invoice_transaction, statement_shape
 from tests.fakes import Fakes, ScriptedErp, fake_deps
 
 FIRST_RUN = [
@@ -48,22 +44,9 @@ FIRST_RUN_COMMITS = 3
 async def test_a_first_run_of_one_step_sends_these_statements(
     database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    invoice = Invoice(invoice_id="in_stmt", customer_id="cus_1", amount_minor=1000, currency="USD")
-    async with sessionmaker.begin() as session:
-        stored = await inbox.record_event(
-            session,
-            IncomingEvent(
-                source="test",
-                source_event_id="evt_stmt",
-                event_type="invoice.finalized",
-                source_system=System.BILLING,
-                payload={"id": "evt_stmt"},
-                workflow="invoice_generated",
-                canonical=invoice.model_dump(mode="json"),
-                invoice_id=invoice.invoice_id,
-                ordering_key=f"invoice:{invoice.invoice_id}",
-            ),
-        )
+    correlation_id = await invoice_transaction(
+        sessionmaker, "in_stmt", ordering_key="invoice:in_stmt"
+    )
     pool: ArqRedis = queue_pool(redis_url)
     settings = OrchestratorSettings.model_validate(
         {"database_url": database_url, "redis_url": redis_url}
@@ -82,7 +65,7 @@ async def test_a_first_run_of_one_step_sends_these_statements(
     event.listen(sync_engine, "before_cursor_execute", record)
     event.listen(sync_engine, "commit", committed)
     try:
-        outcome = await engine.run_transaction(deps, stored.correlation_id)
+        outcome = await engine.run_transaction(deps, correlation_id)
     finally:
         event.remove(sync_engine, "before_cursor_execute", record)
         event.remove(sync_engine, "commit", committed)

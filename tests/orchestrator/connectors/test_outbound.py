@@ -2,6 +2,7 @@
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +16,7 @@ from orchestrator.outbound import (
     guarded_client,
     is_public,
     literal_address,
+    tls_context,
 )
 from tests.support.servers import serve_in_thread
 
@@ -182,3 +184,9 @@ async def test_unresolvable_host_is_refused() -> None:
     async with guarded_client(timeout_s=1) as client:
         with pytest.raises(OutboundRefused, match="does not resolve"):
             await client.get("http://no-such-host.invalid/")
+
+
+def test_connector_clients_share_one_context_that_verifies_certificates() -> None:
+    context = tls_context()
+    assert context is tls_context()
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
