@@ -6,6 +6,7 @@ from typing import Annotated, TypedDict
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.bulk_runner import BulkRunner
@@ -27,6 +28,8 @@ class State(TypedDict):
     bulk_runner: BulkRunner
     # None when OIDC is off (no CONCORD_OIDC_ISSUER): only API keys are accepted.
     oidc: OidcVerifier | None
+    # The API's answer times per route (api/request_metrics.py), exposed on /metrics.
+    request_registry: CollectorRegistry
 
 
 def get_state(request: Request) -> State:
@@ -37,6 +40,7 @@ def get_state(request: Request) -> State:
         limiter=request.state.limiter,
         bulk_runner=request.state.bulk_runner,
         oidc=getattr(request.state, "oidc", None),
+        request_registry=request.state.request_registry,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from prometheus_client import CollectorRegistry
 
 from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
@@ -14,6 +15,7 @@ from api.logging_middleware import CorrelationLogging
 from api.middleware import RejectNul
 from api.oidc import OidcVerifier
 from api.ratelimit import TokenBuckets
+from api.request_metrics import RequestTiming, request_histogram
 from api.routes import (
     audit,
     events,
@@ -60,6 +62,8 @@ ROUTERS = (
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
+    # This app's own registry: several apps in one process (the tests) keep separate counts.
+    request_registry = CollectorRegistry(auto_describe=True)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -95,6 +99,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 ),
                 "bulk_runner": runner,
                 "oidc": OidcVerifier(settings) if settings.oidc_enabled else None,
+                "request_registry": request_registry,
             }
         finally:
             await runner.close()
@@ -113,6 +118,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # Outermost: a caller's traceparent becomes the current trace context for the request, so
     # intake hands it on to the worker's jobs (a span is recorded only if an SDK is set up).
     app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
+    # Outside everything else, so that its clock covers the other middleware's time too.
+    app.add_middleware(RequestTiming, histogram=request_histogram(request_registry))
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import percentile, summary
+from bench.server_timing import quantile_bound, share_within
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,18 @@ def test_percentile_is_nearest_rank() -> None:
 def test_summary_is_median_min_max() -> None:
     assert summary([5.0, 1.0, 3.0]) == {"median": 3.0, "min": 1.0, "max": 5.0, "n": 3}
     assert summary([4.0, 1.0, 3.0, 2.0])["median"] == 2.5
+
+
+def test_server_histogram_figures_count_only_the_answers_between_two_readings() -> None:
+    inf = float("inf")
+    before = {0.01: 50.0, 0.02: 90.0, 0.05: 100.0, inf: 100.0}
+    # 200 answers since: 150 within 10 ms, 190 within 20 ms, all within 50 ms.
+    after = {0.01: 200.0, 0.02: 280.0, 0.05: 300.0, inf: 300.0}
+
+    assert share_within(before, after, 0.02) == 95.0
+    assert quantile_bound(before, after, 75) == 0.01
+    assert quantile_bound(before, after, 95) == 0.02
+    assert quantile_bound(before, after, 99) == 0.05
 
 
 def test_lineage_writes_runs_and_reports_its_own_ratio(tmp_path: Path) -> None:
