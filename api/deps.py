@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.bulk_runner import BulkRunner
 from api.errors import ApiError
+from api.metrics_cache import SharedExposition
 from api.oidc import OidcVerifier, TokenRejected, looks_like_api_key
 from api.ratelimit import TokenBuckets, retry_after_header
 from api.read_session import autocommit_sessionmaker
@@ -30,6 +31,7 @@ class State(TypedDict):
     oidc: OidcVerifier | None
     # The API's answer times per route (api/request_metrics.py), exposed on /metrics.
     request_registry: CollectorRegistry
+    metrics_cache: SharedExposition
 
 
 def get_state(request: Request) -> State:
@@ -41,6 +43,7 @@ def get_state(request: Request) -> State:
         bulk_runner=request.state.bulk_runner,
         oidc=getattr(request.state, "oidc", None),
         request_registry=request.state.request_registry,
+        metrics_cache=request.state.metrics_cache,
     )
 
 

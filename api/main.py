@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
 from api.logging_middleware import CorrelationLogging
+from api.metrics_cache import SharedExposition
 from api.middleware import RejectNul
 from api.oidc import OidcVerifier
 from api.ratelimit import TokenBuckets
@@ -100,6 +101,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "bulk_runner": runner,
                 "oidc": OidcVerifier(settings) if settings.oidc_enabled else None,
                 "request_registry": request_registry,
+                "metrics_cache": SharedExposition(settings.metrics_max_age_s),
             }
         finally:
             await runner.close()

@@ -13,6 +13,10 @@ import httpx
 from concord.embedded_redis import free_port
 
 
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def _processes_mentioning(marker: str) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -33,6 +37,8 @@ def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
     api_port, sandbox_port, worker_port = free_port(), free_port(), free_port()
     dashboard_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+    # The demo's and its services' logs, for the note on a failure.
+    log = (tmp_path / "demo.log").open("w")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -57,12 +63,12 @@ def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
     )
+    lines: list[str] = []
     try:
         assert process.stdout is not None
-        lines: list[str] = []
         deadline = time.monotonic() + 90
         while not any("Ctrl-C stops everything" in line for line in lines):
             assert time.monotonic() < deadline, "".join(lines)
@@ -97,10 +103,20 @@ def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
+    except BaseException as exc:
+        exc.add_note("the demo's output so far:\n" + "".join(lines[-40:]))
+        exc.add_note("its error stream:\n" + _tail(tmp_path / "demo.log"))
+        raise
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            # SIGTERM first: the demo stops its services then; a SIGKILL would orphan them.
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
 
     assert (tmp_path / "concord.db").exists()
     leftovers = [

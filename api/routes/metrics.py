@@ -13,8 +13,9 @@ router = APIRouter(tags=["health"])
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition."}},
 )
 async def metrics(session: SessionDep, state: StateDep) -> Response:
-    """Prometheus text exposition: transactions, open exceptions, the SLA figures and the
-    API's own answer times per route."""
-    body = await prometheus.render(session, state["settings"])
+    """Prometheus text exposition: transactions, open exceptions and the SLA figures (computed
+    at most every CONCORD_METRICS_MAX_AGE_S, 15 s by default), and the API's own answer times
+    per route (live)."""
+    body = await state["metrics_cache"].get(lambda: prometheus.render(session, state["settings"]))
     body += generate_latest(state["request_registry"])
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)
