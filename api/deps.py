@@ -29,8 +29,9 @@ class State(TypedDict):
     bulk_runner: BulkRunner
     # None when OIDC is off (no CONCORD_OIDC_ISSUER): only API keys are accepted.
     oidc: OidcVerifier | None
-    # The API's answer times per route (api/request_metrics.py), exposed on /metrics.
-    request_registry: CollectorRegistry
+    # The API process's own metrics, live on /metrics: answer times per route
+    # (api/request_metrics.py) and event-loop lag (api/loop_lag.py).
+    process_registry: CollectorRegistry
     metrics_cache: SharedExposition
 
 
@@ -42,7 +43,7 @@ def get_state(request: Request) -> State:
         limiter=request.state.limiter,
         bulk_runner=request.state.bulk_runner,
         oidc=getattr(request.state, "oidc", None),
-        request_registry=request.state.request_registry,
+        process_registry=request.state.process_registry,
         metrics_cache=request.state.metrics_cache,
     )
 

@@ -1,5 +1,7 @@
 """The FastAPI application factory: intake and the control plane."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +11,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from prometheus_client import CollectorRegistry
 
+from api import loop_lag
 from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
 from api.logging_middleware import CorrelationLogging
@@ -63,8 +66,10 @@ ROUTERS = (
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
-    # This app's own registry: several apps in one process (the tests) keep separate counts.
-    request_registry = CollectorRegistry(auto_describe=True)
+    # This app's own metrics (answer times, loop lag): several apps in one process (the tests)
+    # keep separate counts.
+    process_registry = CollectorRegistry(auto_describe=True)
+    loop_lag_seconds = loop_lag.lag_histogram(process_registry)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -83,6 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             batch_size=settings.bulk_replay_batch,
             lease_s=settings.bulk_replay_lease_s,
         )
+        lag_watcher = asyncio.create_task(loop_lag.watch(loop_lag_seconds), name="loop-lag")
         try:
             try:
                 # Bulk replays a dead process left behind carry on here.
@@ -100,10 +106,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 ),
                 "bulk_runner": runner,
                 "oidc": OidcVerifier(settings) if settings.oidc_enabled else None,
-                "request_registry": request_registry,
+                "process_registry": process_registry,
                 "metrics_cache": SharedExposition(settings.metrics_max_age_s),
             }
         finally:
+            lag_watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_watcher
             await runner.close()
             await arq.aclose()
             await engine.dispose()
@@ -121,7 +130,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # intake hands it on to the worker's jobs (a span is recorded only if an SDK is set up).
     app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
     # Outside everything else, so that its clock covers the other middleware's time too.
-    app.add_middleware(RequestTiming, histogram=request_histogram(request_registry))
+    app.add_middleware(RequestTiming, histogram=request_histogram(process_registry))
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -8,7 +8,8 @@ Baseline in the same run: the sandbox round trip alone, i.e. the same three call
 same connectors, concurrently, at the same rate, with no Concord in between.
 
 Also from the API's own histogram (GET /metrics): the share of acknowledgements it served within
-20 ms, and the bucket edge its p99 stayed within, beside the share the sender saw.
+20 ms, and the bucket edge its p99 stayed within, beside the share the sender saw; and the share
+of its event-loop lag samples that woke more than 10 ms late.
 
     python -m bench.latency [--rate R] [--duration 30] [--runs 3] [--poll-delay S] [--quick]
 """
@@ -46,9 +47,17 @@ def default_rate(out: str | None) -> float:
 
 async def concord_run(system: common.Concord, rate: float, count: int) -> dict[str, float]:
     items = load.deliveries(count, "invoice.payment_failed")
-    served_before = await server_timing.cumulative_buckets(system.api_url, *server_timing.INTAKE)
+    before = await server_timing.scrape(system.api_url)
     sent = await load.send_at_rate(system.api_url, items, rate_per_s=rate)
-    served = await server_timing.cumulative_buckets(system.api_url, *server_timing.INTAKE)
+    after = await server_timing.scrape(system.api_url)
+    served_before, served, lag_before, lag = (
+        server_timing.cumulative_buckets(text, family, **labels)
+        for family, labels in (
+            (server_timing.REQUESTS, server_timing.INTAKE),
+            (server_timing.LOOP_LAG, {}),
+        )
+        for text in (before, after)
+    )
     if sent.failures:
         raise RuntimeError(f"{sent.failures} deliveries were not accepted")
     conn = await asyncpg.connect(system.database_url)
@@ -86,6 +95,8 @@ async def concord_run(system: common.Concord, rate: float, count: int) -> dict[s
             served_before, served, ACK_TARGET_MS / 1000
         ),
         "ack_server_p99_at_most_ms": 1000 * server_timing.quantile_bound(served_before, served, 99),
+        # Of the API's loop-lag samples (one per 50 ms) in the run, those over 10 ms late.
+        "api_loop_lag_over_10ms_pct": 100.0 - server_timing.share_within(lag_before, lag, 0.01),
     }
 
 

@@ -1,4 +1,5 @@
-"""The API's own answer times, read from its /metrics histogram (api/request_metrics.py).
+"""The API's own answer times and event-loop lag, read from its /metrics histograms
+(api/request_metrics.py, api/loop_lag.py).
 
 A sender on the same two cores measures its own scheduling too; the server's histogram says
 how much of an acknowledgement's time the API itself spent, so a missed target can be split
@@ -8,27 +9,30 @@ between the two.
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-FAMILY = "concord_api_request_duration_seconds"
-INTAKE = ("POST", "/v1/webhooks/stripe")
+REQUESTS = "concord_api_request_duration_seconds"
+LOOP_LAG = "concord_api_event_loop_lag_seconds"
+INTAKE = {"method": "POST", "route": "/v1/webhooks/stripe"}
 
 
-async def cumulative_buckets(api_url: str, method: str, route: str) -> dict[float, float]:
-    """Upper bound in seconds -> answers of the route so far that took at most that long,
-    summed over statuses."""
+async def scrape(api_url: str) -> str:
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
         response = await client.get("/metrics")
         response.raise_for_status()
+    return response.text
+
+
+def cumulative_buckets(exposition: str, family: str, **labels: str) -> dict[float, float]:
+    """Upper bound in seconds -> observations so far of at most that long, summed over the
+    series of `family` whose labels include `labels`."""
     out: dict[float, float] = {}
-    for family in text_string_to_metric_families(response.text):
-        if family.name != FAMILY:
+    for found in text_string_to_metric_families(exposition):
+        if found.name != family:
             continue
-        for sample in family.samples:
-            labels = sample.labels
-            if sample.name.endswith("_bucket") and (labels["method"], labels["route"]) == (
-                method,
-                route,
+        for sample in found.samples:
+            if sample.name.endswith("_bucket") and all(
+                sample.labels.get(k) == v for k, v in labels.items()
             ):
-                le = float(labels["le"])
+                le = float(sample.labels["le"])
                 out[le] = out.get(le, 0.0) + sample.value
     return out
 
