@@ -50,13 +50,12 @@ async def concord_run(system: common.Concord, rate: float, count: int) -> dict[s
     before = await server_timing.scrape(system.api_url)
     sent = await load.send_at_rate(system.api_url, items, rate_per_s=rate)
     after = await server_timing.scrape(system.api_url)
-    served_before, served, lag_before, lag = (
-        server_timing.cumulative_buckets(text, family, **labels)
-        for family, labels in (
-            (server_timing.REQUESTS, server_timing.INTAKE),
-            (server_timing.LOOP_LAG, {}),
-        )
+    served_before, served = (
+        server_timing.cumulative_buckets(text, server_timing.REQUESTS, **server_timing.INTAKE)
         for text in (before, after)
+    )
+    lag_before, lag = (
+        server_timing.cumulative_buckets(text, server_timing.LOOP_LAG) for text in (before, after)
     )
     if sent.failures:
         raise RuntimeError(f"{sent.failures} deliveries were not accepted")

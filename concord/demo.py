@@ -33,17 +33,20 @@ def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
     raise _Stop
 
 
+_CONCORD = [sys.executable, "-m", "concord"]
+
+
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     # Own sessions: Ctrl-C reaches only us, and we stop the children in order.
-    return subprocess.Popen(
-        [sys.executable, "-m", "concord", *args], env=env, start_new_session=True
-    )
+    return subprocess.Popen([*_CONCORD, *args], env=env, start_new_session=True)
 
 
 def _described(child: subprocess.Popen[bytes]) -> str:
     """`concord worker --port 9101` for a child _spawn started."""
     args = child.args
-    return "concord " + " ".join(map(str, args[3:])) if isinstance(args, list) else str(args)
+    if not isinstance(args, list):
+        return str(args)
+    return " ".join(["concord", *map(str, args[len(_CONCORD) :])])
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:

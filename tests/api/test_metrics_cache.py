@@ -21,19 +21,15 @@ Api = Callable[[float], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 def _reading(exposition: str) -> tuple[float, float]:
     """(transactions counted, when the figures were read)."""
-    values = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == "concord_figures_computed_timestamp_seconds"
-    }
-    counted = sum(
-        sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == "concord_transactions"
-    )
-    return counted, values["concord_figures_computed_timestamp_seconds"]
+    counted, read_at = 0.0, None
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "concord_transactions":
+                counted += sample.value
+            elif sample.name == "concord_figures_computed_timestamp_seconds":
+                read_at = sample.value
+    assert read_at is not None, "no concord_figures_computed_timestamp_seconds"
+    return counted, read_at
 
 
 async def _deliver_one(client: httpx.AsyncClient) -> None:
