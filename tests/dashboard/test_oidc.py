@@ -20,7 +20,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from api.settings import ApiSettings
-from concord.embedded_redis import free_port
 from dashboard.identity import forwarded_token, token_expired
 from lineage.enums import Role
 from tests.dashboard.conftest import Seeded
@@ -36,6 +35,7 @@ from tests.dashboard.test_browser import (
 from tests.dashboard.test_pages import APP, audit, exception_id, keys_of, page, text_of, tx
 from tests.factories import WEBHOOK_SECRET
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
+from tests.support.ports import free_port_run
 from tests.support.servers import running_streamlit
 
 
@@ -190,7 +190,7 @@ def test_token_expiry_is_read_from_the_token(provider: OidcProvider) -> None:
 @contextmanager
 def streamlit_with_sso(api_url: str, provider: OidcProvider, tmp_path: Path) -> Iterator[str]:
     """`streamlit run` with an [auth] section for the test provider (a secrets file of its own)."""
-    port = free_port()
+    port = free_port_run()
     section = {
         **auth_secrets(provider)["auth"],
         "redirect_uri": f"http://127.0.0.1:{port}/oauth2callback",

@@ -7,11 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.main import create_app
 from api.settings import ApiSettings
-from concord.embedded_redis import free_port
 from lineage.enums import TxState
 from lineage.models import BusinessTransaction
 from orchestrator.settings import OrchestratorSettings
 from tests.factories import WEBHOOK_SECRET, new_invoice, signed_headers, stripe_event
+from tests.support.ports import free_port_run
 from tests.support.servers import serve_in_thread
 from tests.workers import run_burst
 
@@ -23,7 +23,7 @@ async def test_event_committed_while_redis_refuses_is_posted_by_the_sweeper(
     worker_settings: OrchestratorSettings,
 ) -> None:
     # Nothing listens on this port: every enqueue is refused.
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    dead_redis = f"redis://127.0.0.1:{free_port_run()}/0"
     settings = ApiSettings(
         database_url=database_url, redis_url=dead_redis, stripe_webhook_secret=WEBHOOK_SECRET
     )
