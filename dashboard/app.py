@@ -124,6 +124,21 @@ def _sidebar(identity: Identity) -> None:
         st.button("Sign out", key="auth_sign_out", on_click=sign_out, icon=":material/logout:")
 
 
+# Section -> page (its file in app_pages/ and its URL path) -> title and icon.
+SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
+    "Overview": {
+        "sla": ("SLA overview", ":material/speed:"),
+        "operations": ("Operations", ":material/monitor_heart:"),
+    },
+    "Work": {
+        "transactions": ("Transactions & lineage", ":material/account_tree:"),
+        "exceptions": ("Exceptions", ":material/report:"),
+        "reconciliation": ("Reconciliation", ":material/balance:"),
+    },
+    "Admin": {"audit": ("Audit log", ":material/policy:")},
+}
+
+
 def _page(name: str, title: str, icon: str, *, default: bool) -> Any:
     return st.Page(f"app_pages/{name}.py", title=title, icon=icon, url_path=name, default=default)
 
@@ -133,24 +148,32 @@ def pages_for(identity: Identity) -> dict[str, list[Any]]:
     if not identity.can_read:
         return {"": [_page("no_access", "No access", ":material/block:", default=True)]}
     landing = LANDING.get(identity.role, "sla")
-
-    def page(name: str, title: str, icon: str) -> Any:
-        return _page(name, title, icon, default=name == landing)
-
-    sections: dict[str, list[Any]] = {
-        "Overview": [
-            page("sla", "SLA overview", ":material/speed:"),
-            page("operations", "Operations", ":material/monitor_heart:"),
-        ],
-        "Work": [
-            page("transactions", "Transactions & lineage", ":material/account_tree:"),
-            page("exceptions", "Exceptions", ":material/report:"),
-            page("reconciliation", "Reconciliation", ":material/balance:"),
-        ],
+    return {
+        section: [
+            _page(name, title, icon, default=name == landing)
+            for name, (title, icon) in pages.items()
+        ]
+        for section, pages in SECTIONS.items()
+        if section != "Admin" or identity.is_admin
     }
-    if identity.is_admin:
-        sections["Admin"] = [page("audit", "Audit log", ":material/policy:")]
-    return sections
+
+
+def signed_out_pages() -> list[Any]:
+    """The sign-in form, at the root and at every page's path.
+
+    A link to a page (a bookmark, a link in an alert, a reload, which starts a new session)
+    then shows the form instead of "Page not found", and after sign-in the page it named: a
+    page's identity in Streamlit is its URL path, so the signed-in navigation picks it up.
+    """
+    signin = "app_pages/signin.py"
+    return [
+        st.Page(signin, title="Sign in", icon=":material/login:", default=True),
+        *(
+            st.Page(signin, title=title, url_path=name)
+            for pages in SECTIONS.values()
+            for name, (title, _) in pages.items()
+        ),
+    ]
 
 
 def main() -> None:
@@ -158,10 +181,7 @@ def main() -> None:
     st.markdown(CSS, unsafe_allow_html=True)
     identity = _resolve_identity()
     if identity is None:
-        signin = st.Page(
-            "app_pages/signin.py", title="Sign in", icon=":material/login:", default=True
-        )
-        st.navigation([signin], position="hidden").run()
+        st.navigation(signed_out_pages(), position="hidden").run()
         return
     _sidebar(identity)
     st.navigation(pages_for(identity)).run()

@@ -161,5 +161,15 @@ def test_ops_replays_an_erp_fault_from_the_browser_and_a_viewer_cannot(seeded: S
             settle(viewer)
             expect(viewer.get_by_role("button", name="Replay", exact=True)).to_have_count(0)
             shot(viewer, "09-exceptions-viewer")
+
+            # A link to a page, opened signed out (a bookmark, a link in an alert, a reload):
+            # the sign-in form, then the page it named with its filters, not "Page not found".
+            linked = browser.new_page(viewport={"width": 1440, "height": 1600})
+            sign_in(linked, f"{url}/transactions?state=exception", seeded.keys[Role.VIEWER])
+            expect(linked.get_by_role("heading", name="Transactions & lineage")).to_be_visible()
+            expect(linked.get_by_text("Page not found")).to_have_count(0)
+            settle(linked)
+            expect(linked.get_by_test_id("stMultiSelect")).to_contain_text("Exception")
+            shot(linked, "10-linked-page-after-sign-in")
         finally:
             browser.close()
