@@ -38,12 +38,29 @@ OUTCOME_COLORS = {
 PALETTE = ["#3b82f6", "#f59e0b", "#2e9d5b", "#d64545", "#8b5cf6", "#14b8a6", "#ec4899", "#64748b"]
 
 
+def _has_legend(fig: go.Figure) -> bool:
+    return sum(trace.showlegend is not False for trace in fig.data) > 1
+
+
 def _layout(fig: go.Figure, *, title: str | None = None, height: int = 320) -> go.Figure:
+    # The legend sits just above the plot, right-aligned; in a narrow column it reaches the
+    # title, so a chart with both puts the title at the very top and leaves the legend a row.
+    legend_row = 26 if title and _has_legend(fig) else 0
     fig.update_layout(
-        title={"text": title, "x": 0, "font": {"size": 15}} if title else None,
+        title={
+            "text": title,
+            "x": 0,
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": 10},
+            "font": {"size": 15},
+        }
+        if title
+        else None,  # fmt: skip
         template="plotly_white",
-        height=height,
-        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        height=height + legend_row,
+        margin={"l": 10, "r": 10, "t": (40 if title else 10) + legend_row, "b": 10},
         font={"family": FONT, "size": 12},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
         hoverlabel={"font": {"family": FONT}},

@@ -124,9 +124,15 @@ def badge_color(state: str | None) -> str:
     return BADGE_COLORS.get(state_color(state), "gray")
 
 
+# Words people write in capitals: target systems ("erp" -> "ERP") and the like.
+ACRONYMS = {"crm": "CRM", "erp": "ERP", "sla": "SLA", "api": "API", "id": "ID", "csv": "CSV"}
+
+
 def humanize(name: str | None) -> str:
-    """ "retry_budget_exhausted" -> "Retry budget exhausted"."""
+    """ "retry_budget_exhausted" -> "Retry budget exhausted", "erp.post_invoice" -> "ERP · post
+    invoice"."""
     if not name:
         return "—"
-    text = name.replace("_", " ").replace(".", " · ")
+    words = name.replace("_", " ").replace(".", " · ").split(" ")
+    text = " ".join(ACRONYMS.get(word.lower(), word) for word in words)
     return text[:1].upper() + text[1:]

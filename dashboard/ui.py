@@ -20,6 +20,9 @@ CSS = """
   [data-testid="stMetricLabel"] p {font-size: 0.8rem; color: #475569; text-transform: uppercase;
       letter-spacing: 0.03em;}
   [data-testid="stMetricValue"] {font-size: 1.55rem;}
+  /* Streamlit cuts a long label to one line with an ellipsis ("OVERDUE N…"); wrap it instead. */
+  [data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"],
+  [data-testid="stMetricLabel"] p {white-space: normal; overflow: visible; text-overflow: clip;}
   .concord-empty {border: 1px dashed #cbd5e1; border-radius: 10px; padding: 1.1rem 1.3rem;
       color: #475569; background: #fbfdff;}
   .concord-empty b {color: #0f172a;}

@@ -74,7 +74,7 @@ def _tiles(loading: Future[JSON], window: str) -> None:
     )
     links = st.columns([1, 1, 1, 1, 1, 1.7])
     links[2].page_link("app_pages/exceptions.py", label="Failed work →")
-    links[3].page_link("app_pages/transactions.py", label="Overdue transactions →",
+    links[3].page_link("app_pages/transactions.py", label="Overdue now →",
                        query_params={"state": ",".join(ACTIVE)})  # fmt: skip
     links[4].page_link("app_pages/exceptions.py", label="Exception queue →")
     links[5].page_link("app_pages/transactions.py", label="Transactions at risk →",

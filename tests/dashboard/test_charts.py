@@ -4,7 +4,7 @@ from typing import Any
 
 from dashboard import charts
 from dashboard.data import csv_bytes, filters_key, items_of, parse_metrics
-from dashboard.format import duration, money, money_map
+from dashboard.format import duration, humanize, money, money_map
 
 T0 = "2026-05-01T10:00:00+00:00"
 
@@ -186,3 +186,23 @@ def test_helpers_for_pages_and_export() -> None:
     assert csv_bytes([{"id": 1, "kind": "x"}, {"id": 2, "detail": {"a": 1}}]).decode().splitlines() == [
         "id,kind,detail", "1,x,", "2,,{'a': 1}",
     ]  # fmt: skip
+
+
+def test_names_read_as_words_with_system_acronyms_in_capitals() -> None:
+    assert humanize("retry_budget_exhausted") == "Retry budget exhausted"
+    assert humanize("erp") == "ERP"
+    assert humanize("crm.flag_account") == "CRM · flag account"
+    assert humanize("invoice_id") == "Invoice ID"
+    assert humanize("provisioning") == "Provisioning"
+    assert humanize(None) == "—"
+
+
+def test_a_titled_chart_with_a_legend_leaves_the_legend_a_row_of_its_own() -> None:
+    bucket = {"start": T0, "figures": figures()}
+    with_legend = charts.latency_trend([bucket])
+    single = charts.per_target([figures(group="erp")], field="p95_s", title="p95", unit="s")
+
+    assert len(with_legend.data) > 1
+    assert with_legend.layout.margin.t > single.layout.margin.t
+    assert with_legend.layout.title.yanchor == "top"
+    assert list(single.data[0].x) == ["ERP"]

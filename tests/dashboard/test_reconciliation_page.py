@@ -75,5 +75,5 @@ async def test_roles_that_may_not_replay_see_no_replay_control(
     at = page(signed_in(seeded, role, recon_selected=mismatch_id), "reconciliation")
 
     assert not at.exception
-    assert "Missing in erp" in text_of(at)  # the drill-down is open
+    assert "Missing in ERP" in text_of(at)  # the drill-down is open
     assert "recon_replay_go" not in keys_of(at)
