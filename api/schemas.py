@@ -208,6 +208,8 @@ class SweeperRunRead(BaseModel):
     at: datetime
     found: int
     queued: int
+    # Stale, but with a wake-up waiting its turn in the queue: left to it (0 in older records).
+    already_queued: int = 0
     age_s: float
 
 

@@ -81,6 +81,7 @@ def _sweeper(raw: Any, now: datetime) -> tuple[SweeperRunRead | None, str | None
             at=at,
             found=int(body["found"]),
             queued=int(body["queued"]),
+            already_queued=int(body.get("already_queued", 0)),
             age_s=max(0.0, (now - at).total_seconds()),
         ), None
     except (ValueError, TypeError, KeyError):

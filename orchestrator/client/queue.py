@@ -67,9 +67,20 @@ def queue_pool(url: str, *, connect_timeout_s: float = 2.0) -> ArqRedis:
     )
 
 
+_WAKEUP_PREFIX = "tx:"
+
+
 def wakeup_job_id(correlation_id: str, *, due: str | None = None) -> str:
     # Deterministic: a second wake-up for the same work while one is queued is a no-op.
-    return f"tx:{correlation_id}" if due is None else f"tx:{correlation_id}:{due}"
+    base = _WAKEUP_PREFIX + correlation_id
+    return base if due is None else f"{base}:{due}"
+
+
+def wakeup_correlation_id(job_id: str) -> str | None:
+    """The transaction a wake-up's job ID names (correlation IDs hold no colon), else None."""
+    if not job_id.startswith(_WAKEUP_PREFIX):
+        return None
+    return job_id[len(_WAKEUP_PREFIX) :].split(":", 1)[0]
 
 
 async def enqueue_wakeup(

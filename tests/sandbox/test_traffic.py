@@ -69,3 +69,39 @@ def test_run_produces_invoices_payments_failures_and_cancellations() -> None:
     assert (
         events["invoice.finalized"] > events["customer.subscription.created"]
     )  # renewals happened
+
+
+def test_a_run_outlives_requests_that_time_out() -> None:
+    # Every invoice call hangs past the client's timeout, the invoice list a fixed card reads
+    # included: a timeout there ended the run, and `concord demo` then stopped everything.
+    faults = "billing.invoices:hang=1,billing:hang_s=2,seed=1"
+    with serve_in_thread(create_sandbox_app(faults=faults)) as url:
+        report = run_traffic(
+            f"{url}/billing", rate=1000, duration=0.1, seed=7, timeout_s=0.1, sleep=lambda _s: None
+        )
+
+    assert sum(report.actions.values()) == 100
+    assert report.actions["card_fixed"] > 0
+    assert report.errors["ReadTimeout"] > 0
+
+
+def test_after_a_stall_the_run_catches_up_a_few_actions_not_all() -> None:
+    # A fake clock: it moves when the generator sleeps, and jumps 10 s (a stalled machine)
+    # after the fourth action. At 10 actions/s that is 100 actions behind schedule.
+    slept: list[float] = []
+    calls = 0
+
+    def clock() -> float:
+        nonlocal calls
+        calls += 1
+        return sum(slept) + (10.0 if calls > 5 else 0.0)
+
+    with serve_in_thread(create_sandbox_app()) as url:
+        report = run_traffic(
+            f"{url}/billing", rate=10, duration=6, seed=7, sleep=slept.append, clock=clock
+        )
+
+    assert sum(report.actions.values()) == 60
+    # Paced again after MAX_CATCH_UP actions: about 50 intervals of 0.1 s slept after the
+    # stall. Firing the whole backlog at once would have slept under half a second in all.
+    assert sum(slept) > 4.5
