@@ -138,12 +138,17 @@ async def test_the_sweeper_record_is_read_as_written(
             SWEEPER_LAST_RUN_KEY, json.dumps({"at": at.isoformat(), "found": 4, "queued": 3})
         )
         good = await _operations(client, api_keys[Role.FINANCE])
+        record = {"at": at.isoformat(), "found": 4, "queued": 1, "already_queued": 3}
+        await redis.set(SWEEPER_LAST_RUN_KEY, json.dumps(record))
+        behind = await _operations(client, api_keys[Role.FINANCE])
         await redis.set(SWEEPER_LAST_RUN_KEY, b"not json")
         bad = await _operations(client, api_keys[Role.FINANCE])
     finally:
         await redis.aclose()
 
     assert (good["sweeper"]["found"], good["sweeper"]["queued"]) == (4, 3)
+    assert good["sweeper"]["already_queued"] == 0  # a record from before the field
+    assert (behind["sweeper"]["queued"], behind["sweeper"]["already_queued"]) == (1, 3)
     assert datetime.fromisoformat(good["sweeper"]["at"]) == at
     assert 29 <= good["sweeper"]["age_s"] < 60
     assert bad["sweeper"] is None
