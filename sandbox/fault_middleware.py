@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.faults import FaultController, FaultSpecError
@@ -63,6 +64,14 @@ class FaultMiddleware:
         self.operation_of = operation_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._call(scope, receive, send)
+        except ClientDisconnect:
+            # The caller gave up (its timeout, on a loaded machine) before the system read its
+            # body: nobody is left to answer, and it is no server error worth a traceback.
+            return
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         operation = self.operation_of(route_path(scope)) if scope["type"] == "http" else None
         if operation is None:
             await self.app(scope, receive, send)

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Message
 
 from sandbox.app import create_sandbox_app
 from sandbox.faults import FaultController, FaultSpecError, parse_spec
@@ -315,3 +316,27 @@ class TestAdmin:
 
         assert response.status_code == 503
         assert described["faults"] == "erp:503=1"
+
+
+async def test_a_caller_gone_before_its_body_is_read_is_no_server_error() -> None:
+    # A worker whose timeout fired on a loaded machine: the system reads the body and finds
+    # the client gone. That raised ClientDisconnect out of the app, and uvicorn logged an
+    # "Exception in ASGI application" traceback per call in the demo's output.
+    app = create_sandbox_app(faults="")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": f"/erp{INVOICES}", "raw_path": f"/erp{INVOICES}".encode(),
+        "root_path": "", "query_string": b"", "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+    }  # fmt: skip
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+
+    assert sent == []
