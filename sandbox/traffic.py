@@ -283,8 +283,10 @@ def _card(api: _Billing, world: _World, key: str, action: Action) -> None:
     if action.kind == "card_fixed":
         query: dict[str, str | int] = {"customer": customer, "status": "open", "limit": 100}
         listed = api.send("GET", "/v1/invoices", params=query)
-        found = listed is not None and listed.status_code == 200
-        for inv in listed.json().get("data", []) if found and listed is not None else []:
+        open_invoices: list[dict[str, Any]] = []
+        if listed is not None and listed.status_code == 200:
+            open_invoices = listed.json().get("data", [])
+        for inv in open_invoices:
             api.call("POST", f"/v1/invoices/{inv['id']}/pay", f"{key}:{inv['id']}")
 
 
