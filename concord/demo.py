@@ -4,7 +4,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from types import FrameType
 import httpx
 import typer
 
-from concord.embedded_redis import EmbeddedRedis
+from concord.embedded_redis import EmbeddedRedis, port_free
 from lineage.enums import Role
 from lineage.migrate import upgrade
 from lineage.settings import LineageSettings
@@ -165,13 +164,8 @@ def _busy_ports(options: DemoOptions) -> list[str]:
             busy.append(f"{port} ({name} and {seen[port]})")
             continue
         seen[port] = name
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            # As the servers bind: a port a closed connection left in TIME_WAIT is free to them.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                busy.append(f"{port} ({name})")
+        if not port_free(port):
+            busy.append(f"{port} ({name})")
     return busy
 
 

@@ -9,8 +9,9 @@ ephemeral range, where the kernel never hands out ports, and check each one by b
 """
 
 import random
-import socket
 from pathlib import Path
+
+from concord.embedded_redis import port_free
 
 _RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST = 10_000
@@ -23,15 +24,6 @@ def _ephemeral_start() -> int:
         return 32_768  # Linux's default
 
 
-def _bindable(port: int, host: str) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_run(count: int = 1, *, host: str = "127.0.0.1", tries: int = 200) -> int:
     """The first of `count` consecutive ports, all free now and outside the ephemeral range."""
     top = _ephemeral_start() - count
@@ -39,6 +31,6 @@ def free_port_run(count: int = 1, *, host: str = "127.0.0.1", tries: int = 200) 
         raise RuntimeError(f"no room below the ephemeral range ({_RANGE}) for {count} ports")
     for _ in range(tries):
         first = random.randrange(_LOWEST, top)
-        if all(_bindable(first + i, host) for i in range(count)):
+        if all(port_free(first + i, host) for i in range(count)):
             return first
     raise RuntimeError(f"found no {count} consecutive free ports in {tries} tries")
