@@ -110,6 +110,9 @@ def _sign_in_and_wait(page: Any, dashboard_url: str, key: str) -> tuple[float, s
     from playwright.sync_api import expect
 
     page.goto(dashboard_url)
+    # As a person would: the sign-in page drawn and done loading, then the key typed.
+    page.wait_for_load_state("networkidle")
+    page.get_by_test_id("stStatusWidget").wait_for(state="detached")
     page.get_by_placeholder("ck_…").fill(key)
     start = time.perf_counter()
     page.get_by_role("button", name="Sign in", exact=True).click()

@@ -153,9 +153,12 @@ def pages_for(identity: Identity) -> dict[str, list[Any]]:
             _page(name, title, icon, default=name == landing)
             for name, (title, icon) in pages.items()
         ]
-        for section, pages in SECTIONS.items()
-        if section != "Admin" or identity.is_admin
+        for section, pages in _sections_for(identity).items()
     }
+
+
+def _sections_for(identity: Identity) -> dict[str, dict[str, tuple[str, str]]]:
+    return {s: pages for s, pages in SECTIONS.items() if s != "Admin" or identity.is_admin}
 
 
 def signed_out_pages() -> list[Any]:
@@ -176,14 +179,31 @@ def signed_out_pages() -> list[Any]:
     ]
 
 
+def not_yours(path: str, identity: Identity) -> str | None:
+    """Why the page a link named (opened signed out, then signed in) is not the one shown: the
+    role may not open it, and Streamlit falls back to the role's first page without a word."""
+    titles = {name: title for section in SECTIONS.values() for name, (title, _) in section.items()}
+    mine = {name for section in _sections_for(identity).values() for name in section}
+    if path not in titles or path in mine or not identity.can_read:
+        return None
+    return (
+        f"The link opened **{titles[path]}**, which the {humanize(identity.role)} role cannot "
+        "see; this is your start page. Ask an admin for a key with that role if you need it."
+    )
+
+
 def main() -> None:
     st.set_page_config(page_title="Concord", page_icon="◆", layout="wide")
     st.markdown(CSS, unsafe_allow_html=True)
     identity = _resolve_identity()
     if identity is None:
-        st.navigation(signed_out_pages(), position="hidden").run()
+        asked = st.navigation(signed_out_pages(), position="hidden")
+        st.session_state["auth_asked_for"] = asked.url_path
+        asked.run()
         return
     _sidebar(identity)
+    if note := not_yours(st.session_state.pop("auth_asked_for", ""), identity):
+        st.info(note, icon=":material/lock:")
     st.navigation(pages_for(identity)).run()
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import charts, data
 from dashboard.client import ApiError, ConcordClient
 from dashboard.format import badge_color, humanize
 from dashboard.identity import Identity
@@ -23,10 +23,14 @@ CSS = """
   /* Streamlit cuts a long label to one line with an ellipsis ("OVERDUE N…"); wrap it instead. */
   [data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"],
   [data-testid="stMetricLabel"] p {white-space: normal; overflow: visible; text-overflow: clip;}
+  /* The same for a value ("1 min 5…" in a sixth of the page). */
+  [data-testid="stMetricValue"], [data-testid="stMetricValue"] > div {white-space: normal;
+      overflow: visible; text-overflow: clip;}
   .concord-empty {border: 1px dashed #cbd5e1; border-radius: 10px; padding: 1.1rem 1.3rem;
       color: #475569; background: #fbfdff;}
   .concord-empty b {color: #0f172a;}
   .concord-sub {color: #64748b; margin-top: -0.6rem; margin-bottom: 1rem;}
+  .st-key-concord_chart_preload {display: none;}
 </style>
 """
 
@@ -59,6 +63,14 @@ def ctx() -> Ctx:
         st.warning("Sign in first.")
         st.stop()
     return Ctx(api_url=api_url(), token=str(token), identity=identity)
+
+
+def preload_charts() -> None:
+    """An empty chart out of sight, so that the browser loads and runs Plotly, its largest
+    script (half a second of JavaScript on a 2-core machine), while the user signs in rather
+    than after: the page that opens next draws up to three charts (docs/performance.md)."""
+    with st.container(key="concord_chart_preload"):
+        st.plotly_chart(charts.blank(), key="concord_chart_preload_figure")
 
 
 def header(title: str, subtitle: str) -> None:

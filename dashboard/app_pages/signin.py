@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.client import ApiError
 from dashboard.identity import whoami
-from dashboard.ui import api_url
+from dashboard.ui import api_url, preload_charts
 
 
 def _oidc_configured() -> bool:
@@ -81,6 +81,7 @@ def render() -> None:
         st.caption(
             f"API: `{api_url()}` · ask an admin for a key: `concord keys create --role viewer --name you`"
         )
+    preload_charts()
 
 
 render()

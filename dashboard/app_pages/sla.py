@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.client import JSON, ApiError
-from dashboard.format import add_money, duration, money_map, percent
+from dashboard.format import add_money, duration, humanize, money_map, percent
 from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error, unavailable
 
 # Window -> bucket: about 60 to 100 points per chart.
@@ -41,7 +41,8 @@ def _totals(groups: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _tiles(loading: Future[JSON], window: str) -> None:
+def _tiles(loading: Future[JSON], window: str) -> list[dict[str, Any]]:
+    """The headline tiles, their links and the per-workflow table; the groups drawn, if any."""
     try:
         summary = loading.result()
     except ApiError as exc:
@@ -49,8 +50,8 @@ def _tiles(loading: Future[JSON], window: str) -> None:
             unavailable("The SLA summary", "GET /v1/sla/summary")
         else:
             show_error(exc, doing="load the SLA summary")
-        return
-    groups = summary["groups"]
+        return []
+    groups: list[dict[str, Any]] = summary["groups"]
     t = _totals(groups)
     if t["total"] == 0:
         empty(
@@ -59,7 +60,7 @@ def _tiles(loading: Future[JSON], window: str) -> None:
             "events to Concord (try <code>concord demo</code> or the sandbox traffic generator), "
             "or pick a longer window.",
         )
-        return
+        return []
     cols = st.columns([1, 1, 1, 1, 1, 1.7])
     cols[0].metric("SLA attainment", percent(t["attainment"]),
                    help="met / (met + breached) over transactions received in the window")  # fmt: skip
@@ -79,13 +80,11 @@ def _tiles(loading: Future[JSON], window: str) -> None:
     links[4].page_link("app_pages/exceptions.py", label="Exception queue →")
     links[5].page_link("app_pages/transactions.py", label="Transactions at risk →",
                        query_params={"state": "exception"})  # fmt: skip
-    left, right = st.columns([1, 1])
-    left.plotly_chart(charts.attainment_by_group(groups), key="sla_attainment_chart")
-    left.caption(f"{t['total']:,} transactions · {t['throughput']:,.1f} per hour")
-    right.dataframe(
+    # The whole width: nine columns did not fit half of it at 1440 px.
+    st.dataframe(
         [
             {
-                "Workflow": g["group"],
+                "Workflow": humanize(g["group"]),
                 "SLA target": duration(g.get("sla_target_s")),
                 "Received": g["total"],
                 "Attainment": percent(g.get("attainment_pct")),
@@ -100,9 +99,11 @@ def _tiles(loading: Future[JSON], window: str) -> None:
         hide_index=True,
         key="sla_groups_table",
     )
+    st.caption(f"{t['total']:,} transactions · {t['throughput']:,.1f} per hour")
+    return groups
 
 
-def _trends(loading: Future[JSON]) -> None:
+def _trends(loading: Future[JSON], latency: Any, throughput: Any) -> None:
     try:
         series = loading.result()
     except ApiError as exc:
@@ -113,12 +114,11 @@ def _trends(loading: Future[JSON]) -> None:
     if not any(b["figures"]["total"] for b in buckets):
         return
     targets = {b["figures"].get("sla_target_s") for b in buckets} - {None}
-    left, right = st.columns(2)
-    left.plotly_chart(
+    latency.plotly_chart(
         charts.latency_trend(buckets, target_s=min(targets) if len(targets) == 1 else None),
         key="sla_latency_chart",
     )
-    right.plotly_chart(charts.throughput(buckets), key="sla_throughput_chart")
+    throughput.plotly_chart(charts.throughput(buckets), key="sla_throughput_chart")
 
 
 def _load(c: Ctx, window: str) -> tuple[Future[JSON], Future[JSON]]:
@@ -152,8 +152,12 @@ def render() -> None:
     @st.fragment(run_every="30s")
     def live() -> None:
         summary, series = _load(c, window)
-        _tiles(summary, window)
-        _trends(series)
+        groups = _tiles(summary, window)
+        # Two charts to a row at most: in thirds of 1440 px, legends and time axes collided.
+        attainment, throughput = st.columns(2)
+        if groups:
+            attainment.plotly_chart(charts.attainment_by_group(groups), key="sla_attainment_chart")
+        _trends(series, st.container(), throughput)
 
     live()
 

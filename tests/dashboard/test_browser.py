@@ -119,6 +119,10 @@ def test_ops_replays_an_erp_fault_from_the_browser_and_a_viewer_cannot(seeded: S
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(url)
             expect(page.get_by_placeholder("ck_…")).to_be_visible()
+            # Plotly loads while the user signs in (dashboard.ui.preload_charts), unseen.
+            preload = page.locator(".st-key-concord_chart_preload .js-plotly-plot")
+            expect(preload).to_have_count(1)
+            expect(preload).to_be_hidden()
             shot(page, "01-sign-in")
 
             sign_in(page, url, seeded.keys[Role.OPS])
@@ -170,6 +174,16 @@ def test_ops_replays_an_erp_fault_from_the_browser_and_a_viewer_cannot(seeded: S
             expect(linked.get_by_text("Page not found")).to_have_count(0)
             settle(linked)
             expect(linked.get_by_test_id("stMultiSelect")).to_contain_text("Exception")
+            expect(linked.get_by_text("The link opened")).to_have_count(0)
             shot(linked, "10-linked-page-after-sign-in")
+
+            # A link to a page the role may not open: its start page, and a word on why.
+            barred = browser.new_page(viewport={"width": 1440, "height": 1600})
+            sign_in(barred, f"{url}/audit", seeded.keys[Role.VIEWER])
+            expect(barred.get_by_role("heading", name="Transactions & lineage")).to_be_visible()
+            expect(barred.get_by_test_id("stAlert")).to_contain_text(
+                "The link opened Audit log, which the Viewer role cannot see"
+            )
+            shot(barred, "11-link-to-a-page-the-role-cannot-open")
         finally:
             browser.close()

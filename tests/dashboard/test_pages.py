@@ -116,6 +116,30 @@ def test_every_page_renders_for_each_role_with_the_right_controls(
             at.switch_page("app_pages/audit.py")
 
 
+@pytest.mark.parametrize(
+    ("role", "asked_for", "told"),
+    [
+        (Role.VIEWER, "audit", True),
+        (Role.ADMIN, "audit", False),
+        (Role.VIEWER, "exceptions", False),
+    ],
+)
+def test_a_link_to_a_page_the_role_cannot_open_says_so_after_sign_in(
+    seeded: Seeded, role: Role, asked_for: str, told: bool
+) -> None:
+    # What main() records when a signed-out visitor opens a page's address.
+    at = signed_in(seeded, role, auth_asked_for=asked_for)
+
+    assert not at.exception
+    notes = [i.value for i in at.info if "The link opened" in str(i.value)]
+    assert notes == (["The link opened **Audit log**, which the Viewer role cannot see; this is "
+                      "your start page. Ask an admin for a key with that role if you need it."]
+                     if told else [])  # fmt: skip
+    # Said once: the next rerun shows the page alone.
+    at.run()
+    assert not [i for i in at.info if "The link opened" in str(i.value)]
+
+
 def test_an_ingest_key_sees_only_the_no_access_page(seeded: Seeded) -> None:
     at = signed_in(seeded, Role.INGEST)
 
