@@ -163,6 +163,10 @@ def dashboard(host: HostOpt = "127.0.0.1", port: Annotated[int, typer.Option()] 
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # Watching the sources is for editing them: it walked every loaded module after each
+        # script run, about 0.2 s of the server's CPU per page on 2 cores (docs/performance.md).
+        "--server.fileWatcherType",
+        "none",
         "--client.toolbarMode",
         "minimal",
         "--theme.primaryColor",

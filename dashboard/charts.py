@@ -35,6 +35,10 @@ OUTCOME_COLORS = {
     "failed": "#d64545",
     None: "#9aa5b1",
 }
+# No template of our own: Streamlit installs its own as Plotly's default, which follows the
+# dashboard's theme and which Plotly applies without validating it again. Naming one per figure
+# (update_layout(template="plotly_white")) validated the whole template each time: 20 ms of a
+# chart's 33 ms, half a second of the server's time per SLA page on a 2-core machine.
 PALETTE = ["#3b82f6", "#f59e0b", "#2e9d5b", "#d64545", "#8b5cf6", "#14b8a6", "#ec4899", "#64748b"]
 
 
@@ -43,16 +47,18 @@ def blank() -> go.Figure:
     return go.Figure(layout={"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}})
 
 
-def _has_legend(fig: go.Figure) -> bool:
-    return sum(trace.showlegend is not False for trace in fig.data) > 1
-
-
-def _layout(fig: go.Figure, *, title: str | None = None, height: int = 320) -> go.Figure:
+def _figure(
+    traces: Sequence[Any], *, title: str | None = None, height: int = 320, **layout: Any
+) -> go.Figure:
+    """The figure with its whole layout given at once: Plotly validates a layout passed to the
+    constructor in a few milliseconds, and the same through update_layout, update_xaxes and
+    add_hline in ten times that (docs/performance.md)."""
     # The legend sits just above the plot, right-aligned; in a narrow column it reaches the
     # title, so a chart with both puts the title at the very top and leaves the legend a row.
-    legend_row = 26 if title and _has_legend(fig) else 0
-    fig.update_layout(
-        title={
+    legend = sum(trace.showlegend is not False for trace in traces) > 1
+    legend_row = 26 if title and legend else 0
+    base: dict[str, Any] = {
+        "title": {
             "text": title,
             "x": 0,
             "y": 1,
@@ -63,14 +69,23 @@ def _layout(fig: go.Figure, *, title: str | None = None, height: int = 320) -> g
         }
         if title
         else None,  # fmt: skip
-        template="plotly_white",
-        height=height + legend_row,
-        margin={"l": 10, "r": 10, "t": (40 if title else 10) + legend_row, "b": 10},
-        font={"family": FONT, "size": 12},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
-        hoverlabel={"font": {"family": FONT}},
-    )
-    return fig
+        "height": height + legend_row,
+        "margin": {"l": 10, "r": 10, "t": (40 if title else 10) + legend_row, "b": 10},
+        "font": {"family": FONT, "size": 12},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        "hoverlabel": {"font": {"family": FONT}},
+    }
+    return go.Figure(data=list(traces), layout={**base, **layout})
+
+
+def _dotted(color: str, *, x: Any = None, y: Any = None) -> dict[str, Any]:
+    """A dotted line across the plot at x (vertical) or y (horizontal), as add_vline and
+    add_hline draw it."""
+    if x is not None:
+        return {"type": "line", "xref": "x", "x0": x, "x1": x, "yref": "y domain", "y0": 0,
+                "y1": 1, "line": {"dash": "dot", "color": color}}  # fmt: skip
+    return {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y, "y1": y,
+            "line": {"dash": "dot", "color": color}}  # fmt: skip
 
 
 def attainment_by_group(groups: Sequence[Row], *, objective_pct: float = 99.0) -> go.Figure:
@@ -81,66 +96,70 @@ def attainment_by_group(groups: Sequence[Row], *, objective_pct: float = 99.0) -
     colors = [
         "#2e9d5b" if v >= objective_pct else "#f59e0b" if v >= 90 else "#d64545" for v in values
     ]
-    fig = go.Figure(
-        go.Bar(
-            x=values,
-            y=names,
-            orientation="h",
-            marker_color=colors,
-            text=[f"{v:.1f} %" for v in values],
-            textposition="auto",
-            customdata=[
-                [duration(g.get("sla_target_s")), g.get("met", 0), g.get("breached", 0)]
-                for g in rows
-            ],
-            hovertemplate="%{y}: %{x:.1f} %<br>target %{customdata[0]}"
-            "<br>met %{customdata[1]} · breached %{customdata[2]}<extra></extra>",
-            name="attainment",
-        )
+    bar = go.Bar(
+        x=values,
+        y=names,
+        orientation="h",
+        marker_color=colors,
+        text=[f"{v:.1f} %" for v in values],
+        textposition="auto",
+        customdata=[
+            [duration(g.get("sla_target_s")), g.get("met", 0), g.get("breached", 0)] for g in rows
+        ],
+        hovertemplate="%{y}: %{x:.1f} %<br>target %{customdata[0]}"
+        "<br>met %{customdata[1]} · breached %{customdata[2]}<extra></extra>",
+        name="attainment",
     )
-    # The objective is named under the axis: as an annotation by its line it sat on the bars.
-    fig.add_vline(x=objective_pct, line_dash="dot", line_color="#64748b")
-    fig.update_xaxes(range=[0, 100], ticksuffix=" %",
-                     title={"text": f"dotted line: objective {objective_pct:g} %",
-                            "font": {"size": 11, "color": "#64748b"}})  # fmt: skip
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title="SLA attainment by workflow", height=max(200, 60 + 40 * len(rows)))
+    return _figure(
+        [bar],
+        title="SLA attainment by workflow",
+        height=max(200, 60 + 40 * len(rows)),
+        # The objective is named under the axis: as an annotation by its line it sat on the bars.
+        shapes=[_dotted("#64748b", x=objective_pct)],
+        xaxis={"range": [0, 100], "ticksuffix": " %",
+               "title": {"text": f"dotted line: objective {objective_pct:g} %",
+                         "font": {"size": 11, "color": "#64748b"}}},
+        yaxis={"autorange": "reversed"},
+    )  # fmt: skip
 
 
 def latency_trend(buckets: Sequence[Row], *, target_s: float | None = None) -> go.Figure:
     """p50 and p95 end-to-end latency per time bucket, with the SLA target as a line."""
     xs = [parse_time(b["start"]) for b in buckets]
-    fig = go.Figure()
-    for key, name, color in (("p50_s", "p50", "#93c5fd"), ("p95_s", "p95", "#1d4ed8")):
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=[b["figures"].get(key) for b in buckets],
-                mode="lines+markers",
-                name=name,
-                line={"color": color, "width": 2},
-                connectgaps=False,
-                hovertemplate=f"{name} %{{y:.2f}} s<extra></extra>",
-            )
+    lines = [
+        go.Scatter(
+            x=xs,
+            y=[b["figures"].get(key) for b in buckets],
+            mode="lines+markers",
+            name=name,
+            line={"color": color, "width": 2},
+            connectgaps=False,
+            hovertemplate=f"{name} %{{y:.2f}} s<extra></extra>",
         )
+        for key, name, color in (("p50_s", "p50", "#93c5fd"), ("p95_s", "p95", "#1d4ed8"))
+    ]
+    target: dict[str, Any] = {}
     if target_s is not None:
-        fig.add_hline(y=target_s, line_dash="dot", line_color="#d64545",
-                      annotation_text=f"SLA target {duration(target_s)}")  # fmt: skip
-    fig.update_yaxes(title_text="seconds", rangemode="tozero")
-    return _layout(fig, title="End-to-end latency (posted)")
+        # Where add_hline puts its annotation: above the line, at the right.
+        label = {"text": f"SLA target {duration(target_s)}", "showarrow": False, "xref": "x domain",
+                 "x": 1, "xanchor": "right", "yref": "y", "y": target_s, "yanchor": "bottom"}  # fmt: skip
+        target = {"shapes": [_dotted("#d64545", y=target_s)], "annotations": [label]}
+    return _figure(
+        lines,
+        title="End-to-end latency (posted)",
+        yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"},
+        **target,
+    )
 
 
 def throughput(buckets: Sequence[Row]) -> go.Figure:
     """Transactions received per bucket, split into met, breached and the rest."""
     xs = [parse_time(b["start"]) for b in buckets]
-    fig = go.Figure()
     split = (("met", "Met SLA", "#2e9d5b"), ("breached", "Breached", "#d64545"))
-    for key, name, color in split:
-        fig.add_trace(
-            go.Bar(
-                x=xs, y=[b["figures"].get(key, 0) for b in buckets], name=name, marker_color=color
-            )
-        )
+    bars = [
+        go.Bar(x=xs, y=[b["figures"].get(key, 0) for b in buckets], name=name, marker_color=color)
+        for key, name, color in split
+    ]
     other = [
         max(
             0,
@@ -150,10 +169,14 @@ def throughput(buckets: Sequence[Row]) -> go.Figure:
         )
         for b in buckets
     ]
-    fig.add_trace(go.Bar(x=xs, y=other, name="In flight", marker_color="#9aa5b1"))
-    fig.update_layout(barmode="stack", bargap=0.15)
-    fig.update_yaxes(title_text="transactions")
-    return _layout(fig, title="Throughput")
+    bars.append(go.Bar(x=xs, y=other, name="In flight", marker_color="#9aa5b1"))
+    return _figure(
+        bars,
+        title="Throughput",
+        barmode="stack",
+        bargap=0.15,
+        yaxis={"title": {"text": "transactions"}},
+    )
 
 
 def _attempt_rows(runs: Sequence[Row]) -> list[Row]:
@@ -175,12 +198,12 @@ def _attempt_rows(runs: Sequence[Row]) -> list[Row]:
 def step_timeline(runs: Sequence[Row]) -> go.Figure:
     """A Gantt of every attempt, one lane per target system and step; waits are the gaps."""
     rows = _attempt_rows(runs)
-    fig = go.Figure()
+    bars = []
     by_outcome: dict[Any, list[Row]] = defaultdict(list)
     for r in rows:
         by_outcome[r["outcome"]].append(r)
     for outcome, items in by_outcome.items():
-        fig.add_trace(
+        bars.append(
             go.Bar(
                 base=[r["start"] for r in items],
                 # A bar of at least 40 ms, so instant calls stay visible.
@@ -205,15 +228,20 @@ def step_timeline(runs: Sequence[Row]) -> go.Figure:
                 "HTTP %{customdata[2]} · %{customdata[4]}<br>%{customdata[3]}<extra></extra>",
             )
         )
-    for a, b in _waits(rows):
-        fig.add_shape(type="line", x0=a["end"], x1=b["start"], y0=a["lane"], y1=b["lane"],
-                      line={"color": "#94a3b8", "dash": "dot", "width": 1})  # fmt: skip
-    fig.update_xaxes(type="date", title_text=None)
-    fig.update_yaxes(autorange="reversed", title_text=None)
-    fig.update_layout(barmode="overlay")
+    waits = [
+        {"type": "line", "x0": a["end"], "x1": b["start"], "y0": a["lane"], "y1": b["lane"],
+         "line": {"color": "#94a3b8", "dash": "dot", "width": 1}}
+        for a, b in _waits(rows)
+    ]  # fmt: skip
     lanes = len({r["lane"] for r in rows})
-    return _layout(
-        fig, title="Steps and attempts per target system", height=140 + 50 * max(1, lanes)
+    return _figure(
+        bars,
+        title="Steps and attempts per target system",
+        height=140 + 50 * max(1, lanes),
+        shapes=waits,
+        xaxis={"type": "date", "title": {"text": None}},
+        yaxis={"autorange": "reversed", "title": {"text": None}},
+        barmode="overlay",
     )
 
 
@@ -240,21 +268,20 @@ def lineage_graph(nodes: Sequence[Row], edges: Sequence[Row]) -> go.Figure:
     for i, (node, at) in enumerate(zip(nodes, times, strict=True)):
         # Nodes without a time keep their order, a millisecond apart, so none overlap exactly.
         pos[node["id"]] = (at or fallback + timedelta(milliseconds=i), node["system"])
-    fig = go.Figure()
     ex, ey = [], []
     for e in edges:
         if e["source"] in pos and e["target"] in pos:
             (x0, y0), (x1, y1) = pos[e["source"]], pos[e["target"]]
             ex += [x0, x1, None]
             ey += [y0, y1, None]
-    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line={"color": "#cbd5e1", "width": 1.5},
-                             hoverinfo="skip", showlegend=False))  # fmt: skip
+    traces = [go.Scatter(x=ex, y=ey, mode="lines", line={"color": "#cbd5e1", "width": 1.5},
+                         hoverinfo="skip", showlegend=False)]  # fmt: skip
     for kind, symbol in (("event", "diamond"), ("transaction", "star"), ("run", "square"),
                          ("step", "circle"), ("record", "hexagon")):  # fmt: skip
         items = [n for n in nodes if n["kind"] == kind]
         if not items:
             continue
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=[pos[n["id"]][0] for n in items],
                 y=[n["system"] for n in items],
@@ -275,9 +302,13 @@ def lineage_graph(nodes: Sequence[Row], edges: Sequence[Row]) -> go.Figure:
                 "<br>%{x}<extra></extra>",
             )
         )
-    fig.update_yaxes(categoryorder="array", categoryarray=systems, title_text=None)
-    fig.update_xaxes(type="date")
-    return _layout(fig, title="Lineage across systems", height=120 + 70 * max(1, len(systems)))
+    return _figure(
+        traces,
+        title="Lineage across systems",
+        height=120 + 70 * max(1, len(systems)),
+        yaxis={"categoryorder": "array", "categoryarray": systems, "title": {"text": None}},
+        xaxis={"type": "date"},
+    )
 
 
 def counts_bar(
@@ -289,19 +320,15 @@ def counts_bar(
         counts[str(r.get(key) or "unknown")] += int(r.get("count", 1))
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     hot = set(highlight)
-    fig = go.Figure(
-        go.Bar(
-            x=[humanize(k) for k, _ in ordered],
-            y=[v for _, v in ordered],
-            marker_color=["#d64545" if k in hot else "#3b82f6" for k, _ in ordered],
-            text=[v for _, v in ordered],
-            textposition="outside",
-            hovertemplate="%{x}: %{y}<extra></extra>",
-        )
+    bar = go.Bar(
+        x=[humanize(k) for k, _ in ordered],
+        y=[v for _, v in ordered],
+        marker_color=["#d64545" if k in hot else "#3b82f6" for k, _ in ordered],
+        text=[v for _, v in ordered],
+        textposition="outside",
+        hovertemplate="%{x}: %{y}<extra></extra>",
     )
-    fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(bargap=0.45)
-    return _layout(fig, title=title, height=300)
+    return _figure([bar], title=title, height=300, yaxis={"rangemode": "tozero"}, bargap=0.45)
 
 
 def stacked_counts(
@@ -312,12 +339,12 @@ def stacked_counts(
     series: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for r in rows:
         series[str(r[color])][str(r[x])] += float(r.get(value, 0))
-    fig = go.Figure()
-    for name in sorted(series):
-        fig.add_trace(go.Bar(x=[humanize(v) for v in xs], y=[series[name][v] for v in xs],
-                             name=humanize(name), marker_color=state_color(name) if name in _STATES else None))  # fmt: skip
-    fig.update_layout(barmode="stack", colorway=PALETTE, bargap=0.45)
-    return _layout(fig, title=title)
+    bars = [
+        go.Bar(x=[humanize(v) for v in xs], y=[series[name][v] for v in xs], name=humanize(name),
+               marker_color=state_color(name) if name in _STATES else None)
+        for name in sorted(series)
+    ]  # fmt: skip
+    return _figure(bars, title=title, barmode="stack", colorway=PALETTE, bargap=0.45)
 
 
 _STATES = {"posted", "received", "pending", "running", "retrying", "exception", "manually_resolved",
@@ -342,35 +369,39 @@ def mismatches_by_kind(rows: Sequence[Row]) -> go.Figure:
         kinds.add(kind)
         series[(str(r.get("period") or "—"), currency)][kind] += abs(amount)
     ordered = sorted(kinds)
-    fig = go.Figure()
-    for i, ((period, currency), by_kind) in enumerate(sorted(series.items())):
-        fig.add_trace(
-            go.Bar(
-                x=[humanize(k) for k in ordered],
-                y=[by_kind.get(k, 0) / 100 for k in ordered],
-                name=f"{period} ({currency or '—'})",
-                marker_color=PALETTE[i % len(PALETTE)],
-                customdata=[money(by_kind.get(k, 0), currency) for k in ordered],
-                hovertemplate="%{x}: %{customdata}<extra>%{fullData.name}</extra>",
-            )
+    bars = [
+        go.Bar(
+            x=[humanize(k) for k in ordered],
+            y=[by_kind.get(k, 0) / 100 for k in ordered],
+            name=f"{period} ({currency or '—'})",
+            marker_color=PALETTE[i % len(PALETTE)],
+            customdata=[money(by_kind.get(k, 0), currency) for k in ordered],
+            hovertemplate="%{x}: %{customdata}<extra>%{fullData.name}</extra>",
         )
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(title_text="amount at risk (major units)")
-    return _layout(fig, title="Amount at risk by mismatch kind and period")
+        for i, ((period, currency), by_kind) in enumerate(sorted(series.items()))
+    ]
+    return _figure(
+        bars,
+        title="Amount at risk by mismatch kind and period",
+        barmode="group",
+        yaxis={"title": {"text": "amount at risk (major units)"}},
+    )
 
 
 def per_target(groups: Sequence[Row], *, field: str, title: str, unit: str) -> go.Figure:
     """One SLA figure per target system (from /v1/sla/summary?group_by=target)."""
-    fig = go.Figure(
-        go.Bar(
-            x=[humanize(str(g["group"])) for g in groups],
-            y=[g.get(field) or 0 for g in groups],
-            marker_color=PALETTE[0],
-            text=[f"{(g.get(field) or 0):,.1f}" for g in groups],
-            textposition="outside",
-            hovertemplate=f"%{{x}}: %{{y:,.2f}} {unit}<extra></extra>",
-        )
+    bar = go.Bar(
+        x=[humanize(str(g["group"])) for g in groups],
+        y=[g.get(field) or 0 for g in groups],
+        marker_color=PALETTE[0],
+        text=[f"{(g.get(field) or 0):,.1f}" for g in groups],
+        textposition="outside",
+        hovertemplate=f"%{{x}}: %{{y:,.2f}} {unit}<extra></extra>",
     )
-    fig.update_yaxes(title_text=unit, rangemode="tozero")
-    fig.update_layout(bargap=0.45)
-    return _layout(fig, title=title, height=280)
+    return _figure(
+        [bar],
+        title=title,
+        height=280,
+        yaxis={"title": {"text": unit}, "rangemode": "tozero"},
+        bargap=0.45,
+    )

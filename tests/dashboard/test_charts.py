@@ -35,6 +35,7 @@ def test_attainment_colours_each_group_against_the_objective() -> None:
     assert list(bar.y) == ["Invoice generated", "Invoice paid"]
     assert list(bar.x) == [99.5, 80.0]
     assert list(bar.marker.color) == ["#2e9d5b", "#d64545"]
+    assert [(line.x0, line.x1) for line in fig.layout.shapes] == [(99.0, 99.0)]
 
 
 def test_latency_trend_has_p50_p95_and_the_target_line() -> None:
@@ -48,6 +49,8 @@ def test_latency_trend_has_p50_p95_and_the_target_line() -> None:
     assert [t.name for t in fig.data] == ["p50", "p95"]
     assert list(fig.data[1].y) == [4.5, None]
     assert fig.layout.shapes[0].y0 == 300
+    assert fig.layout.annotations[0].text == "SLA target 5 min 0 s"
+    assert fig.layout.annotations[0].y == 300
 
 
 def test_throughput_splits_met_breached_and_in_flight() -> None:
