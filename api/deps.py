@@ -7,15 +7,16 @@ from arq.connections import ArqRedis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.bulk_runner import BulkRunner
 from api.errors import ApiError
-from api.metrics_cache import SharedExposition
 from api.oidc import OidcVerifier, TokenRejected, looks_like_api_key
 from api.ratelimit import TokenBuckets, retry_after_header
 from api.read_session import autocommit_sessionmaker
 from api.settings import ApiSettings
+from api.shared_readings import SharedReadings
 from lineage import apikeys, audit
 from lineage.apikeys import Principal
 from lineage.enums import Role
@@ -32,7 +33,9 @@ class State(TypedDict):
     # The API process's own metrics, live on /metrics: answer times per route
     # (api/request_metrics.py) and event-loop lag (api/loop_lag.py).
     process_registry: CollectorRegistry
-    metrics_cache: SharedExposition
+    metrics_cache: SharedReadings[bytes]
+    # The SLA routes' figures, per set of query parameters.
+    sla_cache: SharedReadings[BaseModel]
 
 
 def get_state(request: Request) -> State:
@@ -45,6 +48,7 @@ def get_state(request: Request) -> State:
         oidc=getattr(request.state, "oidc", None),
         process_registry=request.state.process_registry,
         metrics_cache=request.state.metrics_cache,
+        sla_cache=request.state.sla_cache,
     )
 
 

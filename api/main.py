@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 from api import loop_lag
 from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
 from api.logging_middleware import CorrelationLogging
-from api.metrics_cache import SharedExposition
 from api.middleware import RejectNul
 from api.oidc import OidcVerifier
 from api.ratelimit import TokenBuckets
@@ -39,6 +39,7 @@ from api.routes import (
     webhooks,
 )
 from api.settings import ApiSettings
+from api.shared_readings import SharedReadings
 from lineage.db import make_engine, make_sessionmaker
 from orchestrator.client.queue import queue_pool
 
@@ -107,7 +108,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "bulk_runner": runner,
                 "oidc": OidcVerifier(settings) if settings.oidc_enabled else None,
                 "process_registry": process_registry,
-                "metrics_cache": SharedExposition(settings.metrics_max_age_s),
+                "metrics_cache": SharedReadings[bytes](settings.metrics_max_age_s, capacity=1),
+                "sla_cache": SharedReadings[BaseModel](settings.sla_max_age_s),
             }
         finally:
             lag_watcher.cancel()

@@ -41,7 +41,7 @@ def _workflow(name: str | None, known: frozenset[str]) -> str:
 async def render(session: AsyncSession, settings: ApiSettings) -> bytes:
     known = frozenset(settings.sla_targets_s)
     registry = CollectorRegistry(auto_describe=True)
-    # Scrapes within CONCORD_METRICS_MAX_AGE_S share one reading (api.metrics_cache): its age.
+    # Scrapes within CONCORD_METRICS_MAX_AGE_S share one reading (api.shared_readings): its age.
     Gauge(
         "concord_figures_computed_timestamp_seconds",
         "When the figures below were read from the database (Unix time).",

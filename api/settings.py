@@ -47,9 +47,12 @@ class ApiSettings(QueueSettings):
         default_factory=lambda: {w.value: float(s) for w, s in SLA_S.items()}
     )
     sla_default_target_s: float = 300.0
-    # GET /metrics computes its transaction and SLA figures at most this often (api.metrics_cache);
-    # 0 computes them on every scrape.
+    # GET /metrics computes its transaction and SLA figures at most this often
+    # (api.shared_readings); 0 computes them on every scrape.
     metrics_max_age_s: float = Field(default=15.0, ge=0)
+    # GET /v1/sla/summary and /timeseries: the same, per set of query parameters; a request
+    # with Cache-Control: no-cache always gets figures read after it arrived.
+    sla_max_age_s: float = Field(default=15.0, ge=0)
 
     # OpenID Connect bearer tokens (api.oidc). An empty issuer turns OIDC off: only API keys.
     oidc_issuer: str = ""

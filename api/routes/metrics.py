@@ -16,6 +16,8 @@ async def metrics(session: SessionDep, state: StateDep) -> Response:
     """Prometheus text exposition: transactions, open exceptions and the SLA figures (computed
     at most every CONCORD_METRICS_MAX_AGE_S, 15 s by default), and the API's own answer times
     per route and its event loop's lag (live)."""
-    body = await state["metrics_cache"].get(lambda: prometheus.render(session, state["settings"]))
+    body, _age = await state["metrics_cache"].get(
+        "metrics", lambda: prometheus.render(session, state["settings"])
+    )
     body += generate_latest(state["process_registry"])
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -1,9 +1,11 @@
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel
 
-from api.deps import SessionDep, StateDep, ViewerDep
+from api.deps import SessionDep, State, StateDep, ViewerDep
 from api.durations import DURATION_PATTERN, parse_duration
 from api.errors import GUARDED, ApiError
 from api.schemas_views import SlaBucket, SlaFiguresRead, SlaSummary, SlaTimeseries
@@ -11,6 +13,7 @@ from lineage import sla
 from lineage.clock import utc_now
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"], responses=GUARDED)
+M = TypeVar("M", bound=BaseModel)
 
 MAX_WINDOW = timedelta(days=31)
 MAX_BUCKETS = 2000
@@ -18,8 +21,33 @@ _DEFINITIONS = (
     "Per transaction received in the window: met = posted (or resolved) within the workflow's "
     "SLA target; breached = done late, or not done and older than the target; attainment = "
     "met / (met + breached); overdue = still active past the target; money at risk = amounts "
-    "not done past the target; percentiles (nearest rank) over posted end-to-end latency."
+    "not done past the target; percentiles (nearest rank) over posted end-to-end latency.\n\n"
+    "Figures are shared: a request within CONCORD_SLA_MAX_AGE_S (15 s) of a reading of the "
+    "same parameters gets that reading, whose moment is `until` and whose age in seconds is "
+    "the `Age` header. `Cache-Control: no-cache` asks for figures read after the request "
+    "arrived."
 )
+CacheControl = Annotated[
+    str | None,
+    Header(description="`no-cache`: figures read after this request arrived, not shared ones"),
+]
+
+
+async def _shared(
+    state: State,
+    key: Hashable,
+    read: Callable[[], Awaitable[M]],
+    model: type[M],
+    *,
+    cache_control: str | None,
+    response: Response,
+) -> M:
+    fresh = "no-cache" in (cache_control or "").lower()
+    value, age = await state["sla_cache"].get(key, read, fresh=fresh)
+    if not isinstance(value, model):  # each key names its route, so this cannot differ
+        raise TypeError(f"{key!r} holds {type(value).__name__}, not {model.__name__}")
+    response.headers["Age"] = str(int(age))
+    return value
 
 
 @router.get("/summary", description=_DEFINITIONS)
@@ -27,28 +55,37 @@ async def sla_summary(
     session: SessionDep,
     state: StateDep,
     _principal: ViewerDep,
+    response: Response,
     window: Annotated[str, Query(pattern=DURATION_PATTERN)] = "24h",
     group_by: Annotated[Literal["workflow", "target"], Query()] = "workflow",
+    cache_control: CacheControl = None,
 ) -> SlaSummary:
     """SLA attainment, latency percentiles, breaches, overdue, open exceptions, money at risk."""
     span = parse_duration(window, name="window", maximum=MAX_WINDOW)
     settings = state["settings"]
-    now = utc_now()
-    groups = await sla.summary(
-        session,
-        since=now - span,
-        until=now,
-        group_by=group_by,
-        targets=settings.sla_targets_s,
-        default_target_s=settings.sla_default_target_s,
-        now=now,
-    )
-    return SlaSummary(
-        window=window,
-        group_by=group_by,
-        since=now - span,
-        until=now,
-        groups=[SlaFiguresRead.model_validate(g) for g in groups],
+
+    async def read() -> SlaSummary:
+        now = utc_now()
+        groups = await sla.summary(
+            session,
+            since=now - span,
+            until=now,
+            group_by=group_by,
+            targets=settings.sla_targets_s,
+            default_target_s=settings.sla_default_target_s,
+            now=now,
+        )
+        return SlaSummary(
+            window=window,
+            group_by=group_by,
+            since=now - span,
+            until=now,
+            groups=[SlaFiguresRead.model_validate(g) for g in groups],
+        )
+
+    key = ("summary", window, group_by)
+    return await _shared(
+        state, key, read, SlaSummary, cache_control=cache_control, response=response
     )
 
 
@@ -57,9 +94,11 @@ async def sla_timeseries(
     session: SessionDep,
     state: StateDep,
     _principal: ViewerDep,
+    response: Response,
     window: Annotated[str, Query(pattern=DURATION_PATTERN)] = "24h",
     bucket: Annotated[str, Query(pattern=DURATION_PATTERN)] = "5m",
     workflow: Annotated[str | None, Query(max_length=64)] = None,
+    cache_control: CacheControl = None,
 ) -> SlaTimeseries:
     """The same figures per time bucket (by received time), empty buckets included."""
     span = parse_duration(window, name="window", maximum=MAX_WINDOW)
@@ -67,25 +106,32 @@ async def sla_timeseries(
     if span / step > MAX_BUCKETS:
         raise ApiError(422, "too_many_buckets", f"window / bucket may be at most {MAX_BUCKETS}")
     settings = state["settings"]
-    now = utc_now()
-    series = await sla.timeseries(
-        session,
-        since=now - span,
-        until=now,
-        bucket=step,
-        targets=settings.sla_targets_s,
-        default_target_s=settings.sla_default_target_s,
-        now=now,
-        workflow=workflow,
-    )
-    return SlaTimeseries(
-        window=window,
-        bucket=bucket,
-        workflow=workflow,
-        since=now - span,
-        until=now,
-        buckets=[
-            SlaBucket(start=start, figures=SlaFiguresRead.model_validate(fig))
-            for start, fig in series
-        ],
+
+    async def read() -> SlaTimeseries:
+        now = utc_now()
+        series = await sla.timeseries(
+            session,
+            since=now - span,
+            until=now,
+            bucket=step,
+            targets=settings.sla_targets_s,
+            default_target_s=settings.sla_default_target_s,
+            now=now,
+            workflow=workflow,
+        )
+        return SlaTimeseries(
+            window=window,
+            bucket=bucket,
+            workflow=workflow,
+            since=now - span,
+            until=now,
+            buckets=[
+                SlaBucket(start=start, figures=SlaFiguresRead.model_validate(fig))
+                for start, fig in series
+            ],
+        )
+
+    key = ("timeseries", window, bucket, workflow)
+    return await _shared(
+        state, key, read, SlaTimeseries, cache_control=cache_control, response=response
     )

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.client import JSON, ApiError
-from dashboard.format import add_money, duration, humanize, money_map, percent
+from dashboard.format import add_money, duration, humanize, money_map, percent, when
 from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error, unavailable
 
 # Window -> bucket: about 60 to 100 points per chart.
@@ -99,7 +99,11 @@ def _tiles(loading: Future[JSON], window: str) -> list[dict[str, Any]]:
         hide_index=True,
         key="sla_groups_table",
     )
-    st.caption(f"{t['total']:,} transactions · {t['throughput']:,.1f} per hour")
+    # The API shares a reading among its callers for a few seconds: say which moment it is.
+    st.caption(
+        f"{t['total']:,} transactions · {t['throughput']:,.1f} per hour · "
+        f"figures as of {when(summary.get('until'))}"
+    )
     return groups
 
 

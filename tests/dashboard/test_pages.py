@@ -106,6 +106,7 @@ def test_every_page_renders_for_each_role_with_the_right_controls(
             assert ("exc_assign_go" in keys_of(at)) is operator
         if name == "sla":
             assert "SLA attainment" in text_of(at)
+            assert "figures as of 20" in text_of(at)
     # The audit page is registered for admins only.
     if role is Role.ADMIN:
         page(at, "audit")
