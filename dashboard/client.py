@@ -75,8 +75,9 @@ class ConcordClient:
         params: dict[str, Any] | None = None,
         body: Any = None,
         auth: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {self.token}"} if auth else {})}
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "", [])}
         try:
             if self.http is not None:
@@ -144,14 +145,21 @@ class ConcordClient:
         result: JSON = self.get("/v1/exceptions", **filters)
         return result
 
-    def sla_summary(self, window: str, group_by: str = "workflow") -> JSON:
-        result: JSON = self.get("/v1/sla/summary", window=window, group_by=group_by)
-        return result
+    # The API shares SLA figures among callers for a few seconds; `fresh` asks for figures
+    # read after the request (Cache-Control: no-cache), for a user's explicit refresh.
+    def sla_summary(self, window: str, group_by: str = "workflow", *, fresh: bool = False) -> JSON:
+        params = {"window": window, "group_by": group_by}
+        return self._sla("/v1/sla/summary", params, fresh=fresh)
 
-    def sla_timeseries(self, window: str, bucket: str, workflow: str | None = None) -> JSON:
-        result: JSON = self.get(
-            "/v1/sla/timeseries", window=window, bucket=bucket, workflow=workflow
-        )
+    def sla_timeseries(
+        self, window: str, bucket: str, workflow: str | None = None, *, fresh: bool = False
+    ) -> JSON:
+        params = {"window": window, "bucket": bucket, "workflow": workflow}
+        return self._sla("/v1/sla/timeseries", params, fresh=fresh)
+
+    def _sla(self, path: str, params: dict[str, Any], *, fresh: bool) -> JSON:
+        headers = {"Cache-Control": "no-cache"} if fresh else None
+        result: JSON = self._request("GET", path, params=params, headers=headers).json()
         return result
 
     def operations(self) -> JSON:

@@ -45,13 +45,15 @@ def has_route(api_url: str, path: str, method: str = "GET") -> bool:
 
 
 @st.cache_data(ttl=LIVE, show_spinner=False)
-def sla_summary(api_url: str, token: str, window: str, group_by: str = "workflow") -> JSON:
-    return client(api_url, token).sla_summary(window, group_by)
+def sla_summary(
+    api_url: str, token: str, window: str, group_by: str = "workflow", fresh: bool = False
+) -> JSON:
+    return client(api_url, token).sla_summary(window, group_by, fresh=fresh)
 
 
 @st.cache_data(ttl=LIVE, show_spinner=False)
-def sla_timeseries(api_url: str, token: str, window: str, bucket: str) -> JSON:
-    return client(api_url, token).sla_timeseries(window, bucket)
+def sla_timeseries(api_url: str, token: str, window: str, bucket: str, fresh: bool = False) -> JSON:
+    return client(api_url, token).sla_timeseries(window, bucket, fresh=fresh)
 
 
 @st.cache_data(ttl=LIVE, show_spinner=False)

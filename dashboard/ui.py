@@ -118,7 +118,11 @@ def state_badge(state: str | None) -> str:
     return f":{badge_color(state)}-badge[{humanize(state)}]"
 
 
-def refresh_button(key: str) -> None:
+def refresh_button(key: str, *, fresh_flag: str | None = None) -> None:
+    """Drop the cached answers and draw again; `fresh_flag` is set in the session state for the
+    page to ask the API for figures read after the click rather than shared ones."""
     if st.button("Refresh now", key=key, icon=":material/refresh:", type="tertiary"):
         data.clear_live()
+        if fresh_flag:
+            st.session_state[fresh_flag] = True
         st.rerun()

@@ -5,6 +5,7 @@ the test proves the dashboard called the right endpoint with the signed-in user'
 """
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,24 @@ def test_a_link_to_a_page_the_role_cannot_open_says_so_after_sign_in(
     # Said once: the next rerun shows the page alone.
     at.run()
     assert not [i for i in at.info if "The link opened" in str(i.value)]
+
+
+def test_the_sla_refresh_button_asks_for_figures_read_after_the_click(seeded: Seeded) -> None:
+    def as_of(at: AppTest) -> str:
+        [caption] = [c.value for c in at.caption if "figures as of" in str(c.value)]
+        return str(caption).rsplit("figures as of ", 1)[1]
+
+    at = page(signed_in(seeded, Role.EXECUTIVE), "sla")
+    first = as_of(at)
+    time.sleep(1.1)  # the caption shows whole seconds
+    # A new session draws the API's shared reading (CONCORD_SLA_MAX_AGE_S, 15 s here)...
+    assert as_of(page(signed_in(seeded, Role.VIEWER), "sla")) == first
+
+    # ...and "Refresh now" one read after the click.
+    at.button(key="sla_refresh").click().run()
+
+    assert not at.exception
+    assert as_of(at) > first
 
 
 def test_an_ingest_key_sees_only_the_no_access_page(seeded: Seeded) -> None:
