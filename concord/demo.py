@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -189,7 +190,9 @@ def run_demo(options: DemoOptions) -> int:
         try:
             upgrade(settings.database_url)
             if "CONCORD_REDIS_URL" not in env:
-                env["CONCORD_REDIS_URL"] = stack.enter_context(EmbeddedRedis()).url
+                # Stopped last: the workers drain against it first.
+                redis_server = EmbeddedRedis(own_session=True)
+                env["CONCORD_REDIS_URL"] = stack.enter_context(redis_server).url
             sandbox_proc = _spawn(
                 [
                     "sandbox",
@@ -261,8 +264,24 @@ def run_demo(options: DemoOptions) -> int:
             typer.echo("\nstopping…", err=True)
             return 0
         finally:
-            _stop_all(children)
+            with _signals_ignored():
+                _stop_all(children)
+                stack.close()  # the embedded Redis, now that nothing uses it
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """A second signal while stopping must not cut the stopping short: that left the services
+    running, out of our process group, on the demo's ports. `make demo` passes its SIGTERM on
+    to us after the process group's own; an impatient user presses Ctrl-C twice. Each child
+    still gets SIGTERM, then SIGKILL after _STOP_TIMEOUT_S, so stopping is bounded."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:

@@ -40,10 +40,14 @@ class EmbeddedRedis:
         port: int | None = None,
         password: str | None = None,
         start_timeout_s: float = 10.0,
+        own_session: bool = False,
     ) -> None:
+        """`own_session`: out of the caller's process group, so that a Ctrl-C or a signal to
+        the group leaves it running until its owner stops it (after the services using it)."""
         self.port = port or free_port()
         self.password = password or secrets.token_urlsafe(24)
         self._start_timeout_s = start_timeout_s
+        self._own_session = own_session
         self._dir: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -76,6 +80,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=self._own_session,
         )
         deadline = time.monotonic() + self._start_timeout_s
         client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
