@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -29,8 +28,20 @@ class _Stop(Exception):
     pass
 
 
-def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
-    raise _Stop
+class _StopOnce:
+    """SIGINT and SIGTERM: the first raises _Stop, and those after it are ignored, so that
+    nothing cuts the stopping short. That left the services running, out of our process group,
+    on the demo's ports: SIGTERM to `make demo`'s process group reaches us twice (make passes
+    it on), within microseconds; an impatient user presses Ctrl-C twice. Each child still gets
+    SIGTERM, then SIGKILL after _STOP_TIMEOUT_S, so stopping is bounded."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise _Stop
 
 
 _CONCORD = [sys.executable, "-m", "concord"]
@@ -185,7 +196,8 @@ def run_demo(options: DemoOptions) -> int:
     sandbox_url = f"http://127.0.0.1:{options.sandbox_port}"
     env = _environment(options, api_url)
     children: list[subprocess.Popen[bytes]] = []
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    stop = _StopOnce()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     with ExitStack() as stack:
         try:
             upgrade(settings.database_url)
@@ -264,24 +276,11 @@ def run_demo(options: DemoOptions) -> int:
             typer.echo("\nstopping…", err=True)
             return 0
         finally:
-            with _signals_ignored():
-                _stop_all(children)
-                stack.close()  # the embedded Redis, now that nothing uses it
-            signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """A second signal while stopping must not cut the stopping short: that left the services
-    running, out of our process group, on the demo's ports. `make demo` passes its SIGTERM on
-    to us after the process group's own; an impatient user presses Ctrl-C twice. Each child
-    still gets SIGTERM, then SIGKILL after _STOP_TIMEOUT_S, so stopping is bounded."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+            stop.stopping = True  # also when the demo stops on its own
+            _stop_all(children)
+            stack.close()  # the embedded Redis, now that nothing uses it
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:

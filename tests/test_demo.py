@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.ports import free_port_run
 
@@ -157,3 +158,16 @@ def test_demo_names_a_port_in_use_and_starts_nothing(tmp_path: Path) -> None:
     assert f"{taken} (worker 2's metrics)" in result.stderr
     assert not (tmp_path / "concord.db").exists()
     assert _processes_mentioning(f"--port {api_port}") == []
+
+
+def test_only_the_first_stop_signal_interrupts() -> None:
+    # SIGTERM to `make demo`'s process group reaches the demo twice within microseconds: the
+    # second, raised inside the stopping, left the services running.
+    from concord.demo import _Stop, _StopOnce
+
+    stop = _StopOnce()
+    with pytest.raises(_Stop):
+        stop(signal.SIGTERM, None)
+    stop(signal.SIGTERM, None)
+    stop(signal.SIGINT, None)
+    assert stop.stopping
