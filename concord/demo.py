@@ -272,7 +272,7 @@ def run_demo(options: DemoOptions) -> int:
                 err=True,
             )
             return 1
-        except (KeyboardInterrupt, _Stop):
+        except _Stop:
             typer.echo("\nstopping…", err=True)
             return 0
         finally:
