@@ -90,6 +90,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             lease_s=settings.bulk_replay_lease_s,
         )
         lag_watcher = asyncio.create_task(loop_lag.watch(loop_lag_seconds), name="loop-lag")
+        sla_cache = SharedReadings[BaseModel](
+            settings.sla_max_age_s, keep_warm_s=settings.sla_keep_warm_s
+        )
+        sla_keeper = asyncio.create_task(sla_cache.keep_warm(), name="sla-keeper")
         try:
             try:
                 # Bulk replays a dead process left behind carry on here.
@@ -109,12 +113,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "oidc": OidcVerifier(settings) if settings.oidc_enabled else None,
                 "process_registry": process_registry,
                 "metrics_cache": SharedReadings[bytes](settings.metrics_max_age_s, capacity=1),
-                "sla_cache": SharedReadings[BaseModel](settings.sla_max_age_s),
+                "sla_cache": sla_cache,
             }
         finally:
-            lag_watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag_watcher
+            for task in (lag_watcher, sla_keeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runner.close()
             await arq.aclose()
             await engine.dispose()

@@ -53,6 +53,11 @@ class ApiSettings(QueueSettings):
     # GET /v1/sla/summary and /timeseries: the same, per set of query parameters; a request
     # with Cache-Control: no-cache always gets figures read after it arrived.
     sla_max_age_s: float = Field(default=15.0, ge=0)
+    # A set of SLA parameters asked for within this long is read again in the background
+    # before its reading expires (api.shared_readings), so the dashboard's next visitor does not
+    # wait for the whole window to be read; 0 turns that off. The cost: while it lasts, one
+    # reading per max age of each of the (at most eight) most recently asked sets.
+    sla_keep_warm_s: float = Field(default=3600.0, ge=0)
 
     # OpenID Connect bearer tokens (api.oidc). An empty issuer turns OIDC off: only API keys.
     oidc_issuer: str = ""

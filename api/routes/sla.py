@@ -5,7 +5,7 @@ from typing import Annotated, Literal, TypeVar
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel
 
-from api.deps import SessionDep, State, StateDep, ViewerDep
+from api.deps import State, StateDep, ViewerDep
 from api.durations import DURATION_PATTERN, parse_duration
 from api.errors import GUARDED, ApiError
 from api.schemas_views import SlaBucket, SlaFiguresRead, SlaSummary, SlaTimeseries
@@ -25,7 +25,8 @@ _DEFINITIONS = (
     "Figures are shared: a request within CONCORD_SLA_MAX_AGE_S (15 s) of a reading of the "
     "same parameters gets that reading, whose moment is `until` and whose age in seconds is "
     "the `Age` header. `Cache-Control: no-cache` asks for figures read after the request "
-    "arrived."
+    "arrived. Parameters asked for within CONCORD_SLA_KEEP_WARM_S (1 h) are read again in "
+    "the background before their reading expires, so such requests do not wait for one."
 )
 CacheControl = Annotated[
     str | None,
@@ -52,7 +53,6 @@ async def _shared(
 
 @router.get("/summary", description=_DEFINITIONS)
 async def sla_summary(
-    session: SessionDep,
     state: StateDep,
     _principal: ViewerDep,
     response: Response,
@@ -66,15 +66,16 @@ async def sla_summary(
 
     async def read() -> SlaSummary:
         now = utc_now()
-        groups = await sla.summary(
-            session,
-            since=now - span,
-            until=now,
-            group_by=group_by,
-            targets=settings.sla_targets_s,
-            default_target_s=settings.sla_default_target_s,
-            now=now,
-        )
+        async with state["sessionmaker"]() as session:
+            groups = await sla.summary(
+                session,
+                since=now - span,
+                until=now,
+                group_by=group_by,
+                targets=settings.sla_targets_s,
+                default_target_s=settings.sla_default_target_s,
+                now=now,
+            )
         return SlaSummary(
             window=window,
             group_by=group_by,
@@ -91,7 +92,6 @@ async def sla_summary(
 
 @router.get("/timeseries", description=_DEFINITIONS)
 async def sla_timeseries(
-    session: SessionDep,
     state: StateDep,
     _principal: ViewerDep,
     response: Response,
@@ -109,16 +109,17 @@ async def sla_timeseries(
 
     async def read() -> SlaTimeseries:
         now = utc_now()
-        series = await sla.timeseries(
-            session,
-            since=now - span,
-            until=now,
-            bucket=step,
-            targets=settings.sla_targets_s,
-            default_target_s=settings.sla_default_target_s,
-            now=now,
-            workflow=workflow,
-        )
+        async with state["sessionmaker"]() as session:
+            series = await sla.timeseries(
+                session,
+                since=now - span,
+                until=now,
+                bucket=step,
+                targets=settings.sla_targets_s,
+                default_target_s=settings.sla_default_target_s,
+                now=now,
+                workflow=workflow,
+            )
         return SlaTimeseries(
             window=window,
             bucket=bucket,
