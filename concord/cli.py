@@ -70,7 +70,8 @@ def worker(
 
     configure_json_logging("INFO")
     start_http_server(port, addr=host)
-    # Between restarts (Redis away) arq's handlers are gone: a stop then is still clean.
+    # Before the first worker runs, and between restarts while Redis is away (run_supervised
+    # puts these back then), a stop is a clean exit too.
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, _exit_cleanly)
     run_supervised(OrchestratorSettings())

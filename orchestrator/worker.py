@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import re
+import signal
 import time
 from typing import Any
 
@@ -207,6 +208,11 @@ def run_supervised(settings: OrchestratorSettings, *, max_backoff_s: float = 30.
         raise SystemExit(f"concord worker: not starting: {exc}") from exc
     log.info("mappings v%s loaded", mappings.version)
     use_uvloop()
+    # arq's signal handlers live in its event loop, and between runs that loop is not running:
+    # on uvloop a SIGTERM then was swallowed, and a worker whose Redis had gone ignored it for
+    # good. So the handlers in place before the first run (the CLI's clean exit) are put back
+    # after each one, until the next worker installs arq's again.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     stopped: list[int] = []
     backoff = 1.0
     while True:
@@ -217,7 +223,12 @@ def run_supervised(settings: OrchestratorSettings, *, max_backoff_s: float = 30.
             worker.run()
             return
         except (RedisError, OSError) as exc:
-            if stopped:
+            for signum, handler in handlers.items():
+                if handler is not None:  # None: set outside Python, nothing to put back
+                    signal.signal(signum, handler)
+            # arq's handler stops picking jobs at once and calls on_stop from a task, which a
+            # run failing meanwhile never gets to.
+            if stopped or not worker.allow_pick_jobs:
                 return
             if time.monotonic() - started > 60:
                 backoff = 1.0

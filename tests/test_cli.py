@@ -186,3 +186,44 @@ def test_embedded_redis_needs_its_password_and_stops() -> None:
         port = server.port
     with pytest.raises(redis.ConnectionError):
         redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1).ping()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        # run_supervised's pause before it rebuilds the worker: no event loop is running.
+        "restarting the worker in",
+        # arq's own connection retries inside the rebuilt worker's event loop.
+        "retries remaining",
+    ],
+)
+def test_a_worker_that_lost_its_redis_still_stops_on_sigterm(tmp_path: Path, moment: str) -> None:
+    from concord.embedded_redis import EmbeddedRedis
+
+    database_url = f"sqlite:///{tmp_path / 'worker.db'}"
+    assert concord("db", "upgrade", env={"CONCORD_DATABASE_URL": database_url}).returncode == 0
+    port = free_port_run()
+    log = tmp_path / "worker.log"
+    with EmbeddedRedis() as redis_server, log.open("w") as out:
+        env = {"CONCORD_DATABASE_URL": database_url, "CONCORD_REDIS_URL": redis_server.url}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "concord", "worker", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # The Redis is gone now; wait for the worker to have noticed, then for the moment.
+        deadline = time.monotonic() + 60
+        while "lost Redis" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = log.read_text().count(moment)
+        while log.read_text().count(moment) == seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 0, log.read_text()[-2000:]
