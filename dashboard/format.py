@@ -73,21 +73,26 @@ def add_money(total: dict[str, int], more: dict[str, int] | None) -> dict[str, i
 
 
 def duration(seconds: float | None) -> str:
-    """Seconds -> "850 ms", "12.3 s", "4 min 5 s", "3 h 2 min", "2 d 4 h"."""
+    """Seconds -> "850 ms", "12.3 s", "4 min 5 s", "3 h 2 min", "2 d 4 h"; a zero second part
+    is left out ("10 s", "5 min", "1 h"), as targets are mostly round."""
     if seconds is None:
         return "—"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f}".removesuffix(".0") + " s"
     minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:
-        return f"{minutes} min {secs} s"
+        return _two(minutes, "min", secs, "s")
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
-        return f"{hours} h {minutes} min"
+        return _two(hours, "h", minutes, "min")
     days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+    return _two(days, "d", hours, "h")
+
+
+def _two(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big} {big_unit}" + (f" {small} {small_unit}" if small else "")
 
 
 def percent(value: float | None) -> str:

@@ -49,7 +49,7 @@ def test_latency_trend_has_p50_p95_and_the_target_line() -> None:
     assert [t.name for t in fig.data] == ["p50", "p95"]
     assert list(fig.data[1].y) == [4.5, None]
     assert fig.layout.shapes[0].y0 == 300
-    assert fig.layout.annotations[0].text == "SLA target 5 min 0 s"
+    assert fig.layout.annotations[0].text == "SLA target 5 min"
     assert fig.layout.annotations[0].y == 300
 
 
@@ -170,6 +170,8 @@ def test_money_and_durations_carry_their_units() -> None:
         "2 h 5 min",
         "2 d 7 h",
     ]
+    # Round targets read as written: no "0 s" or "0 min" tail.
+    assert [duration(s) for s in (10, 300, 3600, 172800)] == ["10 s", "5 min", "1 h", "2 d"]
 
 
 def test_metrics_text_parses_into_rows() -> None:
