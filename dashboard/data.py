@@ -1,4 +1,5 @@
-"""Cached loaders over the API: one minute for live tiles, fifteen for history.
+"""Cached loaders over the API: one minute for live tiles, fifteen for history; the SLA
+figures uncached, as the API shares them.
 
 Every loader takes the API URL and the caller's token as arguments, so the cache is per key:
 two people with different roles never share an answer. Errors are raised, never cached.
@@ -44,14 +45,15 @@ def has_route(api_url: str, path: str, method: str = "GET") -> bool:
         return True
 
 
-@st.cache_data(ttl=LIVE, show_spinner=False)
+# Not cached here: the API shares one SLA reading among all callers and keeps it warm
+# (CONCORD_SLA_MAX_AGE_S, CONCORD_SLA_KEEP_WARM_S), so a run costs it a lookup, and a cache
+# per key here only made the figures up to a minute older than the API's.
 def sla_summary(
     api_url: str, token: str, window: str, group_by: str = "workflow", fresh: bool = False
 ) -> JSON:
     return client(api_url, token).sla_summary(window, group_by, fresh=fresh)
 
 
-@st.cache_data(ttl=LIVE, show_spinner=False)
 def sla_timeseries(api_url: str, token: str, window: str, bucket: str, fresh: bool = False) -> JSON:
     return client(api_url, token).sla_timeseries(window, bucket, fresh=fresh)
 
@@ -134,8 +136,7 @@ def parse_metrics(text: str) -> list[JSON]:
 def clear_live() -> None:
     """Forget live answers after an action, so the next read shows its effect."""
     for loader in (exceptions, transactions, transaction, lineage, search, bulk_replays,
-                   sla_summary, sla_timeseries, reconciliation_runs, mismatches, audit,
-                   operations):  # fmt: skip
+                   reconciliation_runs, mismatches, audit, operations):  # fmt: skip
         loader.clear()
 
 

@@ -154,7 +154,7 @@ def render() -> None:
     with top[1]:
         refresh_button("sla_refresh", fresh_flag="sla_fresh")
 
-    # Live: re-run every 30 s; the loaders' one-minute cache bounds the load on the API.
+    # Live: re-run every 30 s, each run taking the API's shared reading (at most 15 s old).
     @st.fragment(run_every="30s")
     def live() -> None:
         # "Refresh now" asks for figures read after the click, once; the timer takes shared ones.

@@ -5,6 +5,7 @@ the test proves the dashboard called the right endpoint with the signed-in user'
 """
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,6 +159,28 @@ def test_the_sla_refresh_button_asks_for_figures_read_after_the_click(seeded: Se
 
     assert not at.exception
     assert as_of(at) > first
+
+
+def _sla_summary_requests(seeded: Seeded) -> float:
+    """How many GET /v1/sla/summary the API has answered, by its own request histogram."""
+    text = httpx.get(f"{seeded.api_url}/metrics").text
+    pattern = (
+        r'concord_api_request_duration_seconds_count\{[^}]*route="/v1/sla/summary"[^}]*\} (\S+)'
+    )
+    return sum(float(n) for n in re.findall(pattern, text))
+
+
+def test_each_sla_page_run_takes_the_apis_shared_reading_not_a_cached_copy(
+    seeded: Seeded,
+) -> None:
+    at = page(signed_in(seeded, Role.EXECUTIVE), "sla")
+    before = _sla_summary_requests(seeded)
+    # The 30 s timer's runs: each asks the API, whose reading is at most its max age old.
+    at.run()
+    at.run()
+
+    assert not at.exception
+    assert _sla_summary_requests(seeded) - before == 2
 
 
 def test_an_ingest_key_sees_only_the_no_access_page(seeded: Seeded) -> None:
