@@ -1,6 +1,5 @@
 """Drive a running Concord over HTTP: signed webhooks in, sandbox ledgers and lineage out."""
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -12,12 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
-from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from api.main import create_app
 from api.settings import ApiSettings
-from orchestrator.client.queue import wakeup_job_id
 from orchestrator.settings import OrchestratorSettings
 from tests.factories import (
     WEBHOOK_SECRET,
@@ -25,6 +21,7 @@ from tests.factories import (
     signed_headers,
     subscription_event,
 )
+from tests.support.queued import wakeups_queued
 from tests.support.servers import serve_in_thread
 from tests.workers import run_burst
 
@@ -88,29 +85,17 @@ class Concord:
         return answers
 
     async def _queued(self, answers: list[dict[str, Any]]) -> None:
-        """Wait until each newly accepted transaction's wake-up is queued. Intake queues it in a
-        background task after the answer, so a burst worker started the moment the answer
-        arrives could find the queue empty, stop, and leave that transaction unrun (seen on a
-        loaded CI machine); in production the sweeper would pick it up later."""
+        """Wait until each newly accepted transaction's wake-up is queued (tests.support.queued)."""
         fresh = [
             str(a["correlation_id"])
             for a in answers
             if not a.get("duplicate") and a.get("status") == "accepted"
         ]
-        if not fresh:
-            return
-        deadline = time.monotonic() + 10
-        async with aioredis.Redis.from_url(self.settings.redis_url) as redis:
-            for correlation_id in fresh:
-                job_id = wakeup_job_id(correlation_id)
-                while not await redis.exists(
-                    job_key_prefix + job_id, in_progress_key_prefix + job_id
-                ):
-                    # A worker running alongside may already have taken the job and finished it.
-                    if await self._state(correlation_id) != "received":
-                        break
-                    assert time.monotonic() < deadline, f"{correlation_id}: wake-up never queued"
-                    await asyncio.sleep(0.005)
+
+        async def still_received(correlation_id: str) -> bool:
+            return await self._state(correlation_id) == "received"
+
+        await wakeups_queued(self.settings.redis_url, fresh, still_received=still_received)
 
     async def _state(self, correlation_id: str) -> str:
         response = await self.api.get(
