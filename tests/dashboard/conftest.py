@@ -55,23 +55,15 @@ async def run_until_settled(
     client: httpx.AsyncClient, worker: OrchestratorSettings, cid: str, *, key: str
 ) -> str:
     """Burst workers until the transaction settles; its state."""
-
-    async def state_of(correlation_id: str) -> str:
-        response = await client.get(f"/v1/transactions/{correlation_id}", headers=auth(key))
-        return str(response.json()["state"])
-
-    async def still_received(correlation_id: str) -> bool:
-        return await state_of(correlation_id) == "received"
-
     # Else a late wake-up can be left in the queue, which the operations page would count.
-    await wakeups_queued(worker.redis_url, [cid], still_received=still_received)
+    await wakeups_queued(worker.redis_url, [cid], api=client, key=key)
     state = ""
     for _ in range(5):
         await run_burst(worker)
-        state = await state_of(cid)
+        state = (await client.get(f"/v1/transactions/{cid}", headers=auth(key))).json()["state"]
         if state not in ("received", "pending", "running", "retrying"):
             break
-    return state
+    return str(state)
 
 
 async def make_exception(

@@ -91,19 +91,7 @@ class Concord:
             for a in answers
             if not a.get("duplicate") and a.get("status") == "accepted"
         ]
-
-        async def still_received(correlation_id: str) -> bool:
-            return await self._state(correlation_id) == "received"
-
-        await wakeups_queued(self.settings.redis_url, fresh, still_received=still_received)
-
-    async def _state(self, correlation_id: str) -> str:
-        response = await self.api.get(
-            f"/v1/transactions/{correlation_id}",
-            headers={"Authorization": f"Bearer {self.viewer_key}"},
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["state"])
+        await wakeups_queued(self.settings.redis_url, fresh, api=self.api, key=self.viewer_key)
 
     async def run_workers(self) -> None:
         """A real arq worker until nothing is queued, deferred retries included."""
