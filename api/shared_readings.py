@@ -60,7 +60,7 @@ class SharedReadings(Generic[T]):
         self.warm_capacity = warm_capacity
         self._entries: OrderedDict[Hashable, _Entry[T]] = OrderedDict()
 
-    def _entry(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> _Entry[T]:
+    def _entry(self, key: Hashable, read: Callable[[], Awaitable[T]], asked_at: float) -> _Entry[T]:
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry(read)
@@ -68,7 +68,7 @@ class SharedReadings(Generic[T]):
                 self._entries.popitem(last=False)
         # The latest caller's way of reading is the keeper's: the same figures by definition.
         entry.read = read
-        entry.asked_at = time.monotonic()
+        entry.asked_at = asked_at
         self._entries.move_to_end(key)
         return entry
 
@@ -80,7 +80,7 @@ class SharedReadings(Generic[T]):
         requests that arrived while it was read. `read` must not depend on the caller's
         request: the keeper calls it again later."""
         asked_at = time.monotonic()
-        entry = self._entry(key, read)
+        entry = self._entry(key, read, asked_at)
 
         def usable() -> bool:
             if entry.value is None:
@@ -105,6 +105,9 @@ class SharedReadings(Generic[T]):
         entry.read_at = started
         entry.took_s = time.monotonic() - started
 
+    def _keeps_warm(self) -> bool:
+        return self.keep_warm_s > 0 and self.max_age_s > 0
+
     def _due(self, entry: _Entry[T], now: float) -> bool:
         if now - entry.asked_at > self.keep_warm_s or entry.lock.locked():
             return False
@@ -117,7 +120,7 @@ class SharedReadings(Generic[T]):
     async def refresh_due(self) -> int:
         """Read again, one after another, the warm keys whose readings are about to expire;
         how many were read. A reading that fails is logged and left to the next caller."""
-        if self.keep_warm_s <= 0 or self.max_age_s <= 0:
+        if not self._keeps_warm():
             return 0
         warm = list(reversed(self._entries.values()))[: self.warm_capacity]
         refreshed = 0
@@ -134,7 +137,8 @@ class SharedReadings(Generic[T]):
         return refreshed
 
     async def keep_warm(self) -> None:
-        """The keeper: runs until cancelled (the API's lifespan starts and stops it)."""
-        while True:
+        """The keeper: runs until cancelled (the API's lifespan starts and stops it); returns at
+        once if nothing is to be kept warm."""
+        while self._keeps_warm():
             await self.refresh_due()
             await asyncio.sleep(KEEPER_TICK_S)

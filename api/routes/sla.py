@@ -1,9 +1,10 @@
 from collections.abc import Awaitable, Callable, Hashable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import State, StateDep, ViewerDep
 from api.durations import DURATION_PATTERN, parse_duration
@@ -37,14 +38,22 @@ CacheControl = Annotated[
 async def _shared(
     state: State,
     key: Hashable,
-    read: Callable[[], Awaitable[M]],
+    read: Callable[[AsyncSession, datetime], Awaitable[M]],
     model: type[M],
     *,
     cache_control: str | None,
     response: Response,
 ) -> M:
+    """The shared reading for `key`, made by `read(session, now)` when due. The reading opens
+    its own session: the keeper makes it again after the request has gone."""
+
+    async def reading() -> M:
+        now = utc_now()
+        async with state["sessionmaker"]() as session:
+            return await read(session, now)
+
     fresh = "no-cache" in (cache_control or "").lower()
-    value, age = await state["sla_cache"].get(key, read, fresh=fresh)
+    value, age = await state["sla_cache"].get(key, reading, fresh=fresh)
     if not isinstance(value, model):  # each key names its route, so this cannot differ
         raise TypeError(f"{key!r} holds {type(value).__name__}, not {model.__name__}")
     response.headers["Age"] = str(int(age))
@@ -64,18 +73,16 @@ async def sla_summary(
     span = parse_duration(window, name="window", maximum=MAX_WINDOW)
     settings = state["settings"]
 
-    async def read() -> SlaSummary:
-        now = utc_now()
-        async with state["sessionmaker"]() as session:
-            groups = await sla.summary(
-                session,
-                since=now - span,
-                until=now,
-                group_by=group_by,
-                targets=settings.sla_targets_s,
-                default_target_s=settings.sla_default_target_s,
-                now=now,
-            )
+    async def read(session: AsyncSession, now: datetime) -> SlaSummary:
+        groups = await sla.summary(
+            session,
+            since=now - span,
+            until=now,
+            group_by=group_by,
+            targets=settings.sla_targets_s,
+            default_target_s=settings.sla_default_target_s,
+            now=now,
+        )
         return SlaSummary(
             window=window,
             group_by=group_by,
@@ -107,19 +114,17 @@ async def sla_timeseries(
         raise ApiError(422, "too_many_buckets", f"window / bucket may be at most {MAX_BUCKETS}")
     settings = state["settings"]
 
-    async def read() -> SlaTimeseries:
-        now = utc_now()
-        async with state["sessionmaker"]() as session:
-            series = await sla.timeseries(
-                session,
-                since=now - span,
-                until=now,
-                bucket=step,
-                targets=settings.sla_targets_s,
-                default_target_s=settings.sla_default_target_s,
-                now=now,
-                workflow=workflow,
-            )
+    async def read(session: AsyncSession, now: datetime) -> SlaTimeseries:
+        series = await sla.timeseries(
+            session,
+            since=now - span,
+            until=now,
+            bucket=step,
+            targets=settings.sla_targets_s,
+            default_target_s=settings.sla_default_target_s,
+            now=now,
+            workflow=workflow,
+        )
         return SlaTimeseries(
             window=window,
             bucket=bucket,

@@ -115,3 +115,8 @@ async def test_the_keeper_runs_until_cancelled() -> None:
 
     assert runs >= 2  # due from an age of 0.1 s, looked at every 0.5 s
     assert read.runs == runs
+
+
+async def test_with_nothing_to_keep_warm_the_keeper_returns_at_once() -> None:
+    for shared in (SharedReadings[int](15), SharedReadings[int](0, keep_warm_s=60)):
+        await asyncio.wait_for(shared.keep_warm(), timeout=1)
