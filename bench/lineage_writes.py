@@ -24,9 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import common
 from lineage import runs
-from lineage.db import make_engine, make_sessionmaker
+from lineage.db import make_sessionmaker
 from lineage.enums import AttemptOutcome, StepState, System, TxState
 from orchestrator.event_loop import use_uvloop
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.worker import worker_engine
 
 DATABASE = "concord_bench_lineage"
 CONCURRENCY = 20
@@ -97,7 +99,10 @@ class RoundTrips:
 
 async def concord_side(database_url: str, ids: list[str]) -> tuple[float, float, float]:
     """(steps per second, this process's CPU milliseconds per step, round trips per step)."""
-    engine = make_engine(database_url)
+    # The pool a worker running CONCURRENCY jobs has.
+    engine = worker_engine(
+        OrchestratorSettings.model_validate({"database_url": database_url, "max_jobs": CONCURRENCY})
+    )
     sessionmaker = make_sessionmaker(engine)
     gate = asyncio.Semaphore(CONCURRENCY)
     trips = RoundTrips(engine)

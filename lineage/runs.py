@@ -5,8 +5,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Column, Update, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import BindParameter
 
 from lineage.enums import (
     ACTIVE_STATES,
@@ -30,6 +32,97 @@ from lineage.models import (
 from lineage.upsert import insert_if_absent
 
 _REFS = table_of(ExternalRef)
+_TX = table_of(BusinessTransaction)
+_RUNS = table_of(WorkflowRun)
+_STEPS = table_of(WorkflowStep)
+_ATTEMPTS = table_of(StepAttempt)
+_EXCEPTIONS = table_of(ExceptionItem)
+
+
+# The statements of a transaction's hot path are built once, with their values as bound
+# parameters: building one per call (its WHERE and SET clauses) was a fifth of the worker's CPU
+# per step (docs/performance.md, "Lineage statements built once").
+def _p(column: Column[Any], name: str = "") -> BindParameter[Any]:
+    """A bound parameter typed as `column` (so UTC datetimes are checked and converted),
+    named apart from the column, which SQLAlchemy reserves for its own SET parameters."""
+    return bindparam(f"p_{name or column.key}", type_=column.type)
+
+
+def _claim_statement() -> Update:
+    tx = BusinessTransaction
+    now = _p(_TX.c.updated_at, "now")
+    return (
+        update(tx)
+        .where(
+            tx.correlation_id == _p(_TX.c.correlation_id),
+            tx.state.in_(ACTIVE_STATES),
+            or_(tx.lease_expires_at.is_(None), tx.lease_expires_at < now),
+            or_(tx.next_attempt_at.is_(None), tx.next_attempt_at <= now),
+        )
+        .values(
+            state=TxState.RUNNING,
+            lease_owner=_p(_TX.c.lease_owner),
+            lease_expires_at=_p(_TX.c.lease_expires_at),
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        # The claimed row comes back with the UPDATE: no second round trip to read it.
+        .returning(tx)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+
+
+_CLAIM = _claim_statement()
+_COUNT_RUN = (
+    update(_TX)
+    .where(_TX.c.correlation_id == _p(_TX.c.correlation_id))
+    .values(run_count=_p(_TX.c.run_count), updated_at=_p(_TX.c.updated_at, "now"))
+)
+_INSERT_RUN = insert(_RUNS).returning(_RUNS.c.id)
+_INSERT_STEP = insert(_STEPS).returning(_STEPS.c.id)
+_INSERT_ATTEMPT = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
+_FINISH_ATTEMPT = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == _p(_ATTEMPTS.c.id))
+    .values(
+        ended_at=_p(_ATTEMPTS.c.ended_at),
+        outcome=_p(_ATTEMPTS.c.outcome),
+        error_class=_p(_ATTEMPTS.c.error_class),
+        error_message=_p(_ATTEMPTS.c.error_message),
+        http_status=_p(_ATTEMPTS.c.http_status),
+        target_ref=_p(_ATTEMPTS.c.target_ref),
+    )
+)
+_FINISH_STEP = (
+    update(_STEPS)
+    .where(_STEPS.c.id == _p(_STEPS.c.id))
+    .values(
+        state=_p(_STEPS.c.state),
+        error_class=_p(_STEPS.c.error_class),
+        error_message=_p(_STEPS.c.error_message),
+        next_attempt_at=_p(_STEPS.c.next_attempt_at),
+        ended_at=_p(_STEPS.c.ended_at),
+        output=_p(_STEPS.c.output),
+    )
+)
+_SETTLE = (
+    update(_TX)
+    .where(_TX.c.correlation_id == _p(_TX.c.correlation_id))
+    .values(
+        state=_p(_TX.c.state),
+        state_reason=_p(_TX.c.state_reason),
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=_p(_TX.c.next_attempt_at),
+        updated_at=_p(_TX.c.updated_at),
+        completed_at=_p(_TX.c.completed_at),
+    )
+)
+_END_RUN = (
+    update(_RUNS)
+    .where(_RUNS.c.id == _p(_RUNS.c.id))
+    .values(state=_p(_RUNS.c.state), ended_at=_p(_RUNS.c.ended_at))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,25 +144,14 @@ async def claim(
     One conditional UPDATE decides, so two workers woken for the same transaction never both
     run its steps.
     """
-    tx = BusinessTransaction
     row = await session.scalar(
-        update(tx)
-        .where(
-            tx.correlation_id == correlation_id,
-            tx.state.in_(ACTIVE_STATES),
-            or_(tx.lease_expires_at.is_(None), tx.lease_expires_at < now),
-            or_(tx.next_attempt_at.is_(None), tx.next_attempt_at <= now),
-        )
-        .values(
-            state=TxState.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=lease_until,
-            next_attempt_at=None,
-            updated_at=now,
-        )
-        # The claimed row comes back with the UPDATE: no second round trip to read it.
-        .returning(tx)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        _CLAIM,
+        {
+            "p_correlation_id": correlation_id,
+            "p_now": now,
+            "p_lease_owner": owner,
+            "p_lease_expires_at": lease_until,
+        },
     )
     if row is None:
         return None
@@ -89,16 +171,22 @@ async def claim(
         else None
     )
     if run is None:
-        row.run_count += 1
-        run = WorkflowRun(
-            correlation_id=correlation_id,
-            number=row.run_count,
-            trigger="initial" if row.run_count == 1 else "resume",
-            state=RunState.RUNNING,
-            started_at=now,
+        number = row.run_count + 1
+        await session.execute(
+            _COUNT_RUN,
+            {"p_correlation_id": correlation_id, "p_run_count": number, "p_now": now},
         )
-        session.add(run)
-        await session.flush()
+        # The claimed row stays as the database now has it, without a flush of its own.
+        set_committed_value(row, "run_count", number)
+        values = {
+            "correlation_id": correlation_id,
+            "number": number,
+            "trigger": "initial" if number == 1 else "resume",
+            "state": RunState.RUNNING,
+            "started_at": now,
+        }
+        run_id = await session.scalar(_INSERT_RUN, values)
+        run = WorkflowRun(id=run_id, force_new_posting=False, **values)
         return Claim(row, run, {}, {})
     steps = list(
         await session.execute(
@@ -152,28 +240,30 @@ async def start_attempt(
     )
     if step is None:
         # Inserted with its first attempt counted: no UPDATE of the row just written.
-        step = WorkflowStep(
-            run_id=run_id,
-            correlation_id=correlation_id,
-            name=name,
-            target_system=target,
-            state=StepState.RUNNING,
-            idempotency_key=idempotency_key,
-            external_id=external_id,
-            started_at=now,
-            attempt_count=1,
-        )
-        session.add(step)
-        await session.flush()
+        values = {
+            "run_id": run_id,
+            "correlation_id": correlation_id,
+            "name": name,
+            "target_system": target,
+            "state": StepState.RUNNING,
+            "idempotency_key": idempotency_key,
+            "external_id": external_id,
+            "started_at": now,
+            "attempt_count": 1,
+        }
+        step = WorkflowStep(id=await session.scalar(_INSERT_STEP, values), **values)
     else:
         step.attempt_count += 1
         step.state = StepState.RUNNING
         step.next_attempt_at = None
-    attempt = StepAttempt(
-        step_id=step.id, correlation_id=correlation_id, number=step.attempt_count, started_at=now
-    )
-    session.add(attempt)
-    await session.flush()
+        await session.flush()
+    values = {
+        "step_id": step.id,
+        "correlation_id": correlation_id,
+        "number": step.attempt_count,
+        "started_at": now,
+    }
+    attempt = StepAttempt(id=await session.scalar(_INSERT_ATTEMPT, values), **values)
     return step, attempt
 
 
@@ -191,30 +281,30 @@ async def finish_attempt(
     next_attempt_at: datetime | None = None,
     output: Mapping[str, Any] | None = None,
 ) -> None:
-    await session.execute(
-        update(StepAttempt)
-        .where(StepAttempt.id == attempt.id)
-        .values(
-            ended_at=now,
-            outcome=outcome,
-            error_class=error_class,
-            error_message=error_message,
-            http_status=http_status,
-            target_ref=target_ref,
-        )
-    )
     done = step_state in (StepState.SUCCEEDED, StepState.SKIPPED, StepState.FAILED_TERMINAL)
     await session.execute(
-        update(WorkflowStep)
-        .where(WorkflowStep.id == attempt.step_id)
-        .values(
-            state=step_state,
-            error_class=error_class,
-            error_message=error_message,
-            next_attempt_at=next_attempt_at,
-            ended_at=now if done else None,
-            output=dict(output) if output is not None else None,
-        )
+        _FINISH_ATTEMPT,
+        {
+            "p_id": attempt.id,
+            "p_ended_at": now,
+            "p_outcome": outcome,
+            "p_error_class": error_class,
+            "p_error_message": error_message,
+            "p_http_status": http_status,
+            "p_target_ref": target_ref,
+        },
+    )
+    await session.execute(
+        _FINISH_STEP,
+        {
+            "p_id": attempt.step_id,
+            "p_state": step_state,
+            "p_error_class": error_class,
+            "p_error_message": error_message,
+            "p_next_attempt_at": next_attempt_at,
+            "p_ended_at": now if done else None,
+            "p_output": dict(output) if output is not None else None,
+        },
     )
 
 
@@ -276,17 +366,15 @@ async def settle(
     """Release the lease and record where the transaction now stands."""
     final = state not in ACTIVE_STATES
     await session.execute(
-        update(BusinessTransaction)
-        .where(BusinessTransaction.correlation_id == claimed.transaction.correlation_id)
-        .values(
-            state=state,
-            state_reason=reason,
-            lease_owner=None,
-            lease_expires_at=None,
-            next_attempt_at=next_attempt_at,
-            updated_at=now,
-            completed_at=now if final else None,
-        )
+        _SETTLE,
+        {
+            "p_correlation_id": claimed.transaction.correlation_id,
+            "p_state": state,
+            "p_state_reason": reason,
+            "p_next_attempt_at": next_attempt_at,
+            "p_updated_at": now,
+            "p_completed_at": now if final else None,
+        },
     )
     if state is TxState.POSTED and claimed.run.number > 1:
         # A replay that succeeds closes what sent it to the exception queue, and says so.
@@ -306,16 +394,15 @@ async def settle(
             )
         )
     if final:
+        # A superseded event's run is ignored on purpose, which is not a failure.
+        succeeded = state in (TxState.POSTED, TxState.IGNORED)
         await session.execute(
-            update(WorkflowRun)
-            .where(WorkflowRun.id == claimed.run.id)
-            .values(
-                # A superseded event's run is ignored on purpose, which is not a failure.
-                state=RunState.SUCCEEDED
-                if state in (TxState.POSTED, TxState.IGNORED)
-                else RunState.FAILED,
-                ended_at=now,
-            )
+            _END_RUN,
+            {
+                "p_id": claimed.run.id,
+                "p_state": RunState.SUCCEEDED if succeeded else RunState.FAILED,
+                "p_ended_at": now,
+            },
         )
 
 
@@ -345,6 +432,15 @@ SETTLED_FOR_ORDERING = (
     TxState.IGNORED,
     TxState.REVERSED,
 )
+_UNSETTLED_ON_KEY = select(BusinessTransaction).where(
+    BusinessTransaction.ordering_key == _p(_TX.c.ordering_key),
+    BusinessTransaction.correlation_id != _p(_TX.c.correlation_id),
+    BusinessTransaction.state.not_in(SETTLED_FOR_ORDERING),
+)
+_WAITING_ON_KEY = select(BusinessTransaction.correlation_id).where(
+    BusinessTransaction.ordering_key == _p(_TX.c.ordering_key),
+    BusinessTransaction.state == TxState.PENDING,
+)
 
 
 async def unsettled_predecessor(
@@ -366,11 +462,8 @@ async def unsettled_predecessor(
     if tx.ordering_key is None:
         return None
     candidates = await session.scalars(
-        select(BusinessTransaction).where(
-            BusinessTransaction.ordering_key == tx.ordering_key,
-            BusinessTransaction.correlation_id != tx.correlation_id,
-            BusinessTransaction.state.not_in(SETTLED_FOR_ORDERING),
-        )
+        _UNSETTLED_ON_KEY,
+        {"p_ordering_key": tx.ordering_key, "p_correlation_id": tx.correlation_id},
     )
     earlier = [c for c in candidates if _business_order(c) < _business_order(tx)]
     return min(earlier, key=_business_order) if earlier else None
@@ -421,12 +514,7 @@ async def has_posted(session: AsyncSession, *, ordering_key: str, workflow: str)
 
 async def waiting_on(session: AsyncSession, ordering_key: str) -> list[str]:
     """Transactions parked behind a predecessor on this key: to be woken when it settles."""
-    rows = await session.scalars(
-        select(BusinessTransaction.correlation_id).where(
-            BusinessTransaction.ordering_key == ordering_key,
-            BusinessTransaction.state == TxState.PENDING,
-        )
-    )
+    rows = await session.scalars(_WAITING_ON_KEY, {"p_ordering_key": ordering_key})
     return list(rows)
 
 

@@ -478,6 +478,9 @@ async def _wake_successors(deps: WorkerDeps, claimed: Claim) -> None:
     if key is None:
         return
     async with deps.sessionmaker() as session:
+        # One statement, so no transaction around it: BEGIN and ROLLBACK were two of its three
+        # round trips (the connection's isolation level is put back when it returns to the pool).
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         waiting = await runs.waiting_on(session, key)
     for correlation_id in waiting:
         try:
