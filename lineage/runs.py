@@ -585,6 +585,18 @@ async def close_abandoned_attempts(
     }
 
 
+async def steps_that_died(session: AsyncSession, run_id: int) -> set[str]:
+    """The steps of a run with an attempt that died with its worker: the run is a suspected
+    poison event until they succeed."""
+    rows = await session.scalars(
+        select(WorkflowStep.name)
+        .join(StepAttempt, StepAttempt.step_id == WorkflowStep.id)
+        .where(WorkflowStep.run_id == run_id, StepAttempt.error_message == ABANDONED_ATTEMPT)
+        .distinct()
+    )
+    return set(rows)
+
+
 async def mark_step(
     session: AsyncSession, *, run_id: int, name: str, state: StepState, message: str, now: datetime
 ) -> None:

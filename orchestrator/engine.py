@@ -22,7 +22,7 @@ from lineage import runs
 from lineage.clock import utc_now
 from lineage.enums import StepState, TxState
 from lineage.runs import Claim
-from orchestrator import telemetry
+from orchestrator import quarantine, telemetry
 from orchestrator.client.queue import enqueue_wakeup
 from orchestrator.client.tracing import current_traceparent
 from orchestrator.connectors.errors import ConnectorError
@@ -61,6 +61,8 @@ class _Preflight:
     spec: WorkflowSpec | None
     # Per step name: the steps whose calls died with their worker.
     abandoned: dict[str, runs.Abandoned]
+    # Steps an earlier attempt of which died with its worker (orchestrator/quarantine.py).
+    died: set[str]
     waiting: str | None
     superseded: str | None
     outputs: dict[str, Mapping[str, Any]]
@@ -96,6 +98,12 @@ async def _preflight(session: AsyncSession, claimed: Claim, now: datetime) -> _P
         if claimed.step_states
         else {}
     )
+    # Deaths closed earlier in this run make it a suspected poison event.
+    died = (
+        await runs.steps_that_died(session, claimed.run.id)
+        if claimed.step_states and not abandoned
+        else set()
+    )
     waiting = superseded = None
     if spec is not None:
         waiting = await _predecessor_wait(session, claimed, spec)
@@ -106,7 +114,7 @@ async def _preflight(session: AsyncSession, claimed: Claim, now: datetime) -> _P
         # A replay from a later step works with what the steps it leaves alone handed on.
         earlier = await runs.earlier_outputs(session, claimed.transaction.correlation_id)
         outputs = {**earlier, **outputs}
-    return _Preflight(spec, abandoned, waiting, superseded, outputs)
+    return _Preflight(spec, abandoned, died, waiting, superseded, outputs)
 
 
 async def _run(deps: WorkerDeps, claimed: Claim, pre: _Preflight) -> Outcome:
@@ -167,36 +175,41 @@ async def _run_steps(
     isolated = await _isolate_poison(deps, claimed, pending, pre.abandoned)
     if isolated is not None:
         return isolated
-    outputs = dict(pre.outputs)
-    settled = False
+    suspect = any(step.name in pre.died for step in pending)
+    hold_s = deps.settings.lease_s
+    async with quarantine.admitted(deps.redis, suspect=suspect, hold_s=hold_s) as admitted:
+        if not admitted:
+            return await _wait_for_quarantine(deps, claimed, pending)
+        outputs = dict(pre.outputs)
+        settled = False
 
-    async def settle_posted(session: AsyncSession) -> None:
-        await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now(), reason=reason)
+        async def settle_posted(session: AsyncSession) -> None:
+            await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now(), reason=reason)
 
-    while pending:
-        # Independent branches (every dependency met) run concurrently.
-        ready = [step for step in pending if set(step.depends_on) & scope <= done]
-        # The last step, alone: its success is the transaction's, so they commit together.
-        settle = settle_posted if len(ready) == len(pending) == 1 else None
-        results = await asyncio.gather(
-            *(run_step(deps, claimed, s, data, outputs, settle=settle) for s in ready)
-        )
-        settled = any(r.settled for r in results)
-        succeeded = [r for r in results if r.outcome is StepOutcome.SUCCEEDED]
-        done |= {r.step.name for r in succeeded}
-        outputs |= {r.step.name: r.output for r in succeeded if r.output is not None}
-        failed = [r for r in results if r.outcome is StepOutcome.FAILED]
-        if failed:
-            return await _fail(deps, claimed, spec, data, failed[0], done, outputs)
-        retries = [r for r in results if r.outcome is StepOutcome.RETRY]
-        if retries:
-            return await _schedule_retry(deps, claimed, retries)
-        pending = [step for step in pending if step.name not in done]
-    if not settled:
-        async with deps.sessionmaker.begin() as session:
-            await settle_posted(session)
-    await _wake_successors(deps, claimed)
-    return Outcome.POSTED
+        while pending:
+            # Independent branches (every dependency met) run concurrently.
+            ready = [step for step in pending if set(step.depends_on) & scope <= done]
+            # The last step, alone: its success is the transaction's, so they commit together.
+            settle = settle_posted if len(ready) == len(pending) == 1 else None
+            results = await asyncio.gather(
+                *(run_step(deps, claimed, s, data, outputs, settle=settle) for s in ready)
+            )
+            settled = any(r.settled for r in results)
+            succeeded = [r for r in results if r.outcome is StepOutcome.SUCCEEDED]
+            done |= {r.step.name for r in succeeded}
+            outputs |= {r.step.name: r.output for r in succeeded if r.output is not None}
+            failed = [r for r in results if r.outcome is StepOutcome.FAILED]
+            if failed:
+                return await _fail(deps, claimed, spec, data, failed[0], done, outputs)
+            retries = [r for r in results if r.outcome is StepOutcome.RETRY]
+            if retries:
+                return await _schedule_retry(deps, claimed, retries)
+            pending = [step for step in pending if step.name not in done]
+        if not settled:
+            async with deps.sessionmaker.begin() as session:
+                await settle_posted(session)
+        await _wake_successors(deps, claimed)
+        return Outcome.POSTED
 
 
 async def _isolate_poison(
@@ -231,6 +244,18 @@ async def _isolate_poison(
         reason = f"{step.name} retries at {due.isoformat()} (its worker died mid-call)"
         retries.append(StepResult(StepOutcome.RETRY, step, due=due, reason=reason))
     return await _schedule_retry(deps, claimed, retries) if retries else None
+
+
+async def _wait_for_quarantine(deps: WorkerDeps, claimed: Claim, steps: list[StepSpec]) -> Outcome:
+    """Another suspect holds the slot: come back in a few seconds, without an attempt."""
+    due = utc_now() + timedelta(seconds=random.uniform(1.0, 3.0))
+    reason = (
+        f"{steps[0].name} waits for another suspected poison event to finish"
+        " (its worker died mid-call before, so it runs alone)"
+    )
+    return await _schedule_retry(
+        deps, claimed, [StepResult(StepOutcome.RETRY, steps[0], due=due, reason=reason)]
+    )
 
 
 async def _budget_spent_by_deaths(

@@ -1,0 +1,105 @@
+"""Suspected poison events run one at a time (orchestrator/quarantine.py): a transaction whose
+call died with its worker waits while another suspect holds the slot, and nobody else does."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lineage.clock import utc_now
+from lineage.enums import TxState
+from lineage.models import BusinessTransaction
+from orchestrator import engine, quarantine
+from orchestrator.client.queue import queue_pool
+from orchestrator.deps import WorkerDeps
+from orchestrator.engine import Outcome
+from orchestrator.settings import OrchestratorSettings
+from tests.dbutil import invoice_transaction
+from tests.fakes import Fakes, ScriptedErp, fake_deps
+
+
+@pytest.fixture
+async def deps(
+    database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Callable[[ScriptedErp], WorkerDeps]]:
+    pools: list[ArqRedis] = []
+
+    def build(erp: ScriptedErp) -> WorkerDeps:
+        pools.append(queue_pool(redis_url))
+        settings = OrchestratorSettings.model_validate(
+            {"database_url": database_url, "redis_url": redis_url, "retry_base_s": 0.0}
+        )
+        return fake_deps(settings, sessionmaker, pools[-1], Fakes(erp=erp))
+
+    yield build
+    for pool in pools:
+        await pool.aclose()
+
+
+async def _due_now(sessionmaker: async_sessionmaker[AsyncSession], correlation_id: str) -> None:
+    """Skip the wait a retry or an expired lease would take."""
+    async with sessionmaker.begin() as session:
+        tx = await session.get(BusinessTransaction, correlation_id)
+        assert tx is not None
+        tx.next_attempt_at = None
+        tx.lease_expires_at = utc_now() - timedelta(seconds=1)
+
+
+async def _state(
+    sessionmaker: async_sessionmaker[AsyncSession], correlation_id: str
+) -> tuple[TxState, str | None]:
+    async with sessionmaker() as session:
+        tx = await session.get(BusinessTransaction, correlation_id)
+        assert tx is not None
+        return tx.state, tx.state_reason
+
+
+async def test_a_suspect_waits_while_another_holds_the_slot_then_runs(
+    deps: Callable[[ScriptedErp], WorkerDeps], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # The first call dies with its worker (arq cancels a job the same way).
+    erp = ScriptedErp(failures=[asyncio.CancelledError()])
+    worker = deps(erp)
+    correlation_id = await invoice_transaction(sessionmaker, "in_suspect")
+    with pytest.raises(asyncio.CancelledError):
+        await engine.run_transaction(worker, correlation_id)
+    await _due_now(sessionmaker, correlation_id)
+    # The next holder closes the dead attempt and backs off.
+    assert await engine.run_transaction(worker, correlation_id) is Outcome.RETRY_SCHEDULED
+    await _due_now(sessionmaker, correlation_id)
+    other = worker.redis.lock(quarantine.SLOT_KEY, timeout=30)
+    assert await other.acquire(blocking=False)
+    try:
+        assert await engine.run_transaction(worker, correlation_id) is Outcome.RETRY_SCHEDULED
+        state, reason = await _state(sessionmaker, correlation_id)
+        assert state is TxState.RETRYING
+        assert reason is not None
+        assert "waits for another suspected poison event" in reason
+        # No attempt while it waited: the one post is the call that died.
+        assert (len(erp.posts), erp.lookups) == (1, 0)
+    finally:
+        await other.release()
+    await _due_now(sessionmaker, correlation_id)
+
+    assert await engine.run_transaction(worker, correlation_id) is Outcome.POSTED
+    # It looked up what the dead call may have left before posting again, and gave the slot back.
+    assert erp.lookups == 1
+    assert await worker.redis.exists(quarantine.SLOT_KEY) == 0
+
+
+async def test_a_transaction_that_never_died_runs_while_a_suspect_holds_the_slot(
+    deps: Callable[[ScriptedErp], WorkerDeps], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    erp = ScriptedErp()
+    worker = deps(erp)
+    correlation_id = await invoice_transaction(sessionmaker, "in_bystander")
+    other = worker.redis.lock(quarantine.SLOT_KEY, timeout=30)
+    assert await other.acquire(blocking=False)
+    try:
+        assert await engine.run_transaction(worker, correlation_id) is Outcome.POSTED
+    finally:
+        await other.release()
+    assert len(erp.posts) == 1
