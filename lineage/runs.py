@@ -36,7 +36,6 @@ _TX = table_of(BusinessTransaction)
 _RUNS = table_of(WorkflowRun)
 _STEPS = table_of(WorkflowStep)
 _ATTEMPTS = table_of(StepAttempt)
-_EXCEPTIONS = table_of(ExceptionItem)
 
 
 # The statements of a transaction's hot path are built once, with their values as bound
