@@ -1,11 +1,9 @@
 """The engine's failure paths: retries, budgets, terminal errors, ambiguous outcomes, conflicts."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 
-import pytest
-from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,35 +12,13 @@ from lineage.clock import utc_now
 from lineage.enums import AttemptOutcome, ExceptionStatus, StepState, TxState
 from lineage.models import BusinessTransaction, ExceptionItem, StepAttempt, WorkflowStep
 from orchestrator import engine
-from orchestrator.client.queue import queue_pool
 from orchestrator.connectors.errors import Conflict, Retryable, Terminal
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
-from orchestrator.settings import OrchestratorSettings
 from tests.dbutil import invoice_transaction
-from tests.fakes import Fakes, ScriptedErp, fake_deps
+from tests.fakes import ScriptedErp
 
 DepsFactory = Callable[..., WorkerDeps]
-
-
-@pytest.fixture
-async def make_deps(
-    database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[DepsFactory]:
-    pools: list[ArqRedis] = []
-
-    def build(erp: ScriptedErp, **overrides: object) -> WorkerDeps:
-        pool = queue_pool(redis_url)
-        pools.append(pool)
-        options: dict[str, object] = {"retry_base_s": 0.0, "retry_cap_s": 0.0, **overrides}
-        settings = OrchestratorSettings.model_validate(
-            {"database_url": database_url, "redis_url": redis_url, **options}
-        )
-        return fake_deps(settings, sessionmaker, pool, Fakes(erp=erp))
-
-    yield build
-    for pool in pools:
-        await pool.aclose()
 
 
 async def _run_until_settled(deps: WorkerDeps, correlation_id: str) -> list[Outcome]:

@@ -2,41 +2,22 @@
 call died with its worker waits while another suspect holds the slot, and nobody else does."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.clock import utc_now
 from lineage.enums import TxState
 from lineage.models import BusinessTransaction
 from orchestrator import engine, quarantine
-from orchestrator.client.queue import queue_pool
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
-from orchestrator.settings import OrchestratorSettings
 from tests.dbutil import invoice_transaction
-from tests.fakes import Fakes, ScriptedErp, fake_deps
+from tests.fakes import ScriptedErp
 
-
-@pytest.fixture
-async def deps(
-    database_url: str, redis_url: str, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Callable[[ScriptedErp], WorkerDeps]]:
-    pools: list[ArqRedis] = []
-
-    def build(erp: ScriptedErp) -> WorkerDeps:
-        pools.append(queue_pool(redis_url))
-        settings = OrchestratorSettings.model_validate(
-            {"database_url": database_url, "redis_url": redis_url, "retry_base_s": 0.0}
-        )
-        return fake_deps(settings, sessionmaker, pools[-1], Fakes(erp=erp))
-
-    yield build
-    for pool in pools:
-        await pool.aclose()
+DepsFactory = Callable[..., WorkerDeps]
 
 
 async def _due_now(sessionmaker: async_sessionmaker[AsyncSession], correlation_id: str) -> None:
@@ -58,11 +39,11 @@ async def _state(
 
 
 async def test_a_suspect_waits_while_another_holds_the_slot_then_runs(
-    deps: Callable[[ScriptedErp], WorkerDeps], sessionmaker: async_sessionmaker[AsyncSession]
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     # The first call dies with its worker (arq cancels a job the same way).
     erp = ScriptedErp(failures=[asyncio.CancelledError()])
-    worker = deps(erp)
+    worker = make_deps(erp)
     correlation_id = await invoice_transaction(sessionmaker, "in_suspect")
     with pytest.raises(asyncio.CancelledError):
         await engine.run_transaction(worker, correlation_id)
@@ -91,10 +72,10 @@ async def test_a_suspect_waits_while_another_holds_the_slot_then_runs(
 
 
 async def test_a_transaction_that_never_died_runs_while_a_suspect_holds_the_slot(
-    deps: Callable[[ScriptedErp], WorkerDeps], sessionmaker: async_sessionmaker[AsyncSession]
+    make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     erp = ScriptedErp()
-    worker = deps(erp)
+    worker = make_deps(erp)
     correlation_id = await invoice_transaction(sessionmaker, "in_bystander")
     other = worker.redis.lock(quarantine.SLOT_KEY, timeout=30)
     assert await other.acquire(blocking=False)
