@@ -11,9 +11,9 @@ SLA targets are compared at microsecond precision (a target of 0.0000015 s acts 
 """
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +31,6 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    not_,
     or_,
     select,
     text,
@@ -81,6 +80,10 @@ class Grouping:
     key: ColumnElement[Any]
 
 
+# Part's counts, after its group, workflow and currency.
+_COUNTS = tuple(f.name for f in fields(Part))[3:]
+
+
 def nearest_rank(count: int, pct: float) -> int:
     """1-based rank of the nearest-rank percentile among `count` (> 0) sorted values: the same
     float product and ceiling as PostgreSQL's percentile_disc."""
@@ -122,7 +125,6 @@ class SlaQueries:
             {wf: self._span_literal(span) for wf, span in spans.items()},
             self._span_literal(default),
         )
-        self.done = and_(tx.state.in_(DONE_STATES), tx.completed_at.is_not(None))
         self.posted = and_(tx.state == TxState.POSTED, tx.completed_at.is_not(None))
 
     # -- dialect pieces ------------------------------------------------------------------------
@@ -189,10 +191,13 @@ class SlaQueries:
     # -- queries -------------------------------------------------------------------------------
 
     async def parts(self, grouping: Grouping) -> list[Part]:
+        """Counts per (group, workflow, currency), from one row per class of transaction: the
+        database evaluates each condition once per row as a grouping key, and the few dozen
+        classes fold into Parts here (half the time of a dozen filtered counts at 1 M rows)."""
         if self.postgres:
-            # JIT compiling these dozens of expressions cost 100-300 ms per statement at a
-            # million rows, about a third of the statement (docs/performance.md). SET LOCAL:
-            # for the rest of the caller's transaction only, which reads the figures and ends.
+            # JIT compiling these expressions cost 100-300 ms per statement at a million rows,
+            # about a third of the statement (docs/performance.md). SET LOCAL: for the rest of
+            # the caller's transaction only, which reads the figures and ends.
             await self.session.execute(text("SET LOCAL jit = off"))
         opened = (
             select(ExceptionItem.correlation_id, func.count().label("n"))
@@ -200,31 +205,48 @@ class SlaQueries:
             .group_by(ExceptionItem.correlation_id)
             .subquery("opened")
         )
-        source = grouping.source.outerjoin(opened, opened.c.correlation_id == tx.correlation_id)
-        past = and_(not_(self.done), not_(self.young))
-        key = grouping.key.label("grp")
+        classes = (
+            grouping.key.label("grp"),
+            tx.workflow,
+            tx.currency,
+            tx.state,
+            tx.completed_at.is_not(None).label("completed"),
+            self.on_time.label("on_time"),
+            self.young.label("young"),
+        )
         query = (
             select(
-                key,
-                tx.workflow,
-                tx.currency,
+                *classes,
                 func.count(),
-                func.count().filter(self.posted),
-                func.count().filter(and_(self.done, self.on_time)),
-                func.count().filter(and_(self.done, not_(self.on_time))),
-                func.count().filter(past),
-                func.count().filter(and_(past, tx.state.in_(ACTIVE_STATES))),
+                func.count(tx.amount_minor),
+                func.coalesce(func.sum(tx.amount_minor), 0),
                 func.coalesce(func.sum(opened.c.n), 0),
-                func.count(tx.amount_minor).filter(past),
-                func.coalesce(func.sum(tx.amount_minor).filter(past), 0),
             )
-            .select_from(source)
+            .select_from(
+                grouping.source.outerjoin(opened, opened.c.correlation_id == tx.correlation_id)
+            )
             .where(*self.in_window)
-            .group_by(key, tx.workflow, tx.currency)
+            .group_by(*classes)
         )
+        counts: dict[tuple[Hashable, str, str | None], Counter[str]] = defaultdict(Counter)
+        rows = await self.session.execute(query)
+        for grp, wf, cur, state, completed, on_time, young, n, n_amount, amount, opens in rows:
+            c = counts[(grp, wf, cur)]
+            done = completed and state in DONE_STATES
+            past = not done and not young
+            c["total"] += n
+            c["posted"] += n if completed and state == TxState.POSTED else 0
+            c["met"] += n if done and on_time else 0
+            c["late"] += n if done and not on_time else 0
+            c["open_exceptions"] += int(opens)
+            if past:
+                c["past"] += n
+                c["overdue"] += n if state in ACTIVE_STATES else 0
+                c["risk_rows"] += n_amount
+                c["risk_minor"] += int(amount)
         return [
-            Part(grp, wf, cur, *(int(n) for n in counts))
-            for grp, wf, cur, *counts in await self.session.execute(query)
+            Part(grp, wf, cur, **{name: c[name] for name in _COUNTS})
+            for (grp, wf, cur), c in counts.items()
         ]
 
     async def percentiles(self, grouping: Grouping) -> dict[Hashable, tuple[float | None, ...]]:
@@ -241,9 +263,13 @@ class SlaQueries:
         # the nearest rank, with f the same float8 that pct / 100 is in Python.
         fractions = ", ".join(repr(p / 100) for p in PERCENTILES)
         wanted: ColumnElement[Any] = literal_column(f"ARRAY[{fractions}]::float8[]")
+        # Sorted as whole microseconds (int8), a third faster than as intervals at 1 M rows;
+        # exact: the interval is whole microseconds, and its float8 seconds times a million
+        # round back to them for any latency under 30 years.
+        micros = cast(func.date_part("epoch", self.latency) * 1_000_000, BigInteger)
         key = grouping.key.label("grp")
         query = (
-            select(key, func.percentile_disc(wanted).within_group(self.latency))
+            select(key, func.percentile_disc(wanted).within_group(micros))
             .select_from(grouping.source)
             .where(*self.in_window, self.posted)
             .group_by(key)
