@@ -14,12 +14,6 @@ from dashboard.format import humanize
 from dashboard.identity import Identity, forwarded_token, token_expired, whoami
 from dashboard.ui import CSS, api_url
 
-LANDING = {
-    "executive": "sla",
-    "ops": "exceptions",
-    "finance": "reconciliation",
-    "viewer": "transactions",
-}
 ROLE_BLURB = {
     "viewer": "reads everything but the audit log",
     "executive": "reads everything; opens on the SLA overview",
@@ -147,7 +141,7 @@ def pages_for(identity: Identity) -> dict[str, list[Any]]:
     """The navigation a role sees; pages it cannot use are not listed at all."""
     if not identity.can_read:
         return {"": [_page("no_access", "No access", ":material/block:", default=True)]}
-    landing = LANDING.get(identity.role, "sla")
+    landing = identity.landing
     return {
         section: [
             _page(name, title, icon, default=name == landing)

@@ -16,6 +16,12 @@ from dashboard.client import ApiError, ConcordClient
 # The API names a single sign-on user `oidc:<email or subject>` (api.oidc).
 SSO_PREFIX = "oidc:"
 
+LANDING = {
+    "executive": "sla",
+    "ops": "exceptions",
+    "finance": "reconciliation",
+    "viewer": "transactions",
+}
 READERS = frozenset({"viewer", "executive", "finance", "ops", "admin"})
 OPERATORS = frozenset({"ops", "admin"})
 FINANCE = frozenset({"finance", "admin"})
@@ -28,6 +34,11 @@ class Identity:
     role: str
     # "api" when GET /v1/me answered; "probe" when the role was inferred from refusals.
     source: str
+
+    @property
+    def landing(self) -> str:
+        """The page this role opens on."""
+        return LANDING.get(self.role, "sla")
 
     @property
     def via_sso(self) -> bool:

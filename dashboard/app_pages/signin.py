@@ -23,6 +23,8 @@ def _sign_in(token: str) -> None:
         return
     st.session_state["auth_token"] = token
     st.session_state["auth_identity"] = identity
+    if identity.landing == "sla":
+        data.start_sla_readings(api_url(), token)
     st.session_state.pop("auth_error", None)
 
 

@@ -10,8 +10,7 @@ from dashboard.client import JSON, ApiError
 from dashboard.format import add_money, duration, humanize, money_map, percent, when
 from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error, unavailable
 
-# Window -> bucket: about 60 to 100 points per chart.
-WINDOWS = {"1h": "1m", "6h": "5m", "24h": "15m", "7d": "2h", "31d": "12h"}
+WINDOWS = data.SLA_WINDOWS
 WINDOW_LABELS = {
     "1h": "Last hour",
     "6h": "6 hours",
@@ -148,9 +147,9 @@ def render() -> None:
     header("SLA overview", "Are integrations meeting their SLAs, and how much money is at risk?")
     top = st.columns([3, 1])
     window = top[0].segmented_control(
-        "Window", list(WINDOWS), default="24h", key="sla_window",
+        "Window", list(WINDOWS), default=data.SLA_DEFAULT_WINDOW, key="sla_window",
         format_func=lambda w: WINDOW_LABELS[w],
-    ) or "24h"  # fmt: skip
+    ) or data.SLA_DEFAULT_WINDOW  # fmt: skip
     with top[1]:
         refresh_button("sla_refresh", fresh_flag="sla_fresh")
 

@@ -161,13 +161,49 @@ def test_the_sla_refresh_button_asks_for_figures_read_after_the_click(seeded: Se
     assert as_of(at) > first
 
 
-def _sla_summary_requests(seeded: Seeded) -> float:
-    """How many GET /v1/sla/summary the API has answered, by its own request histogram."""
+def _sla_summary_requests(seeded: Seeded, route: str = "/v1/sla/summary") -> float:
+    """How many GET `route` the API has answered, by its own request histogram."""
     text = httpx.get(f"{seeded.api_url}/metrics").text
-    pattern = (
-        r'concord_api_request_duration_seconds_count\{[^}]*route="/v1/sla/summary"[^}]*\} (\S+)'
-    )
+    pattern = rf'concord_api_request_duration_seconds_count\{{[^}}]*route="{route}"[^}}]*\}} (\S+)'
     return sum(float(n) for n in re.findall(pattern, text))
+
+
+def _sla_requests(seeded: Seeded) -> tuple[float, float]:
+    return (
+        _sla_summary_requests(seeded),
+        _sla_summary_requests(seeded, "/v1/sla/timeseries"),
+    )
+
+
+def _sign_in_through_the_form(seeded: Seeded, role: Role) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.session_state["auth_api_url"] = seeded.api_url
+    at.run()
+    at.text_input(key="signin_key").input(seeded.keys[role])
+    return at.button[0].click().run()
+
+
+def test_signing_in_on_the_sla_page_starts_its_readings_before_the_page_asks(
+    seeded: Seeded,
+) -> None:
+    before = _sla_requests(seeded)
+    at = _sign_in_through_the_form(seeded, Role.EXECUTIVE)
+
+    assert not at.exception
+    assert any(t.value == "SLA overview" for t in at.title)
+    # The page's own two calls, and the two the sign-in started before it (they answer about
+    # when the page's do, as both wait for the same readings).
+    deadline = time.monotonic() + 10
+    while _sla_requests(seeded) != (before[0] + 2, before[1] + 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sla_requests(seeded) == (before[0] + 2, before[1] + 2)
+
+    # A role that opens elsewhere starts none.
+    before = _sla_requests(seeded)
+    at = _sign_in_through_the_form(seeded, Role.FINANCE)
+    assert not at.exception
+    time.sleep(0.5)
+    assert _sla_requests(seeded) == before
 
 
 def test_each_sla_page_run_takes_the_apis_shared_reading_not_a_cached_copy(

@@ -57,8 +57,10 @@ def _received(rng: random.Random, workflow: str) -> datetime:
             age + US,  # a microsecond older: past it
             age - US,
             timedelta(seconds=rng.uniform(0, 3 * 86400)),
-            timedelta(hours=rng.randrange(1, 72)),  # on a bucket edge
-            timedelta(hours=rng.randrange(1, 72)) - US,
+            # On an hour bucket's edge (buckets start on whole hours; NOW is half a second
+            # past one), and a microsecond before it.
+            timedelta(hours=rng.randrange(1, 72), microseconds=500_000),
+            timedelta(hours=rng.randrange(1, 72), microseconds=500_000) - US,
         ]
     )
 
