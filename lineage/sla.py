@@ -1,8 +1,9 @@
 """SLA figures over a window of transactions: attainment, latency percentiles, money at risk.
 
-The database aggregates (lineage/sla_sql.py): counts per group, workflow and currency in one
-GROUP BY, and the nearest-rank percentiles in a second query (percentile_disc on PostgreSQL,
-row_number() on SQLite), so a call reads a few dozen rows whatever the window holds.
+The database aggregates (lineage/sla_sql.py): counts per group, workflow, currency and class of
+transaction in one GROUP BY, and the nearest-rank percentiles in a second query (percentile_disc
+on PostgreSQL, row_number() on SQLite), so a call reads a few hundred rows at most whatever the
+window holds.
 
 Definitions, per transaction received in the window (ignored events start no workflow and are
 left out):
