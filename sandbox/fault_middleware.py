@@ -3,7 +3,9 @@
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +25,29 @@ def route_path(scope: Scope) -> str:
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
 
+
+# True in the task of a request whose response the fault drops on purpose. uvicorn then logs
+# "ASGI callable returned without completing response." at ERROR from that same task, which in
+# the demo's output reads like a bug in the sandbox; _DroppedResponseLog says what it is instead.
+_DROPPING: ContextVar[bool] = ContextVar("sandbox_dropping_response", default=False)
+_UVICORN_COMPLAINT = "ASGI callable returned without completing response"
+DROPPED_MESSAGE = "injected fault drop_after_commit: the write was committed and its response cut"
+
+
+class _DroppedResponseLog(logging.Filter):
+    """Rewrites uvicorn's complaint about a response this module cut into an INFO line naming
+    the fault; the same complaint about any other response is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _DROPPING.get() and record.getMessage().startswith(_UVICORN_COMPLAINT):
+            record.msg, record.args = DROPPED_MESSAGE, ()
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+_DROPPED_RESPONSE_LOG = _DroppedResponseLog()
+# uvicorn's server log; addFilter keeps one instance however many apps are built.
+logging.getLogger("uvicorn.error").addFilter(_DROPPED_RESPONSE_LOG)
 
 _EXEMPT = frozenset({"_admin", "healthz", "docs", "openapi.json"})
 
@@ -99,6 +124,7 @@ class FaultMiddleware:
             return
         # Only a write has something to commit; a read under this fault is answered normally.
         if decision.drop_after_commit and scope["method"] not in _READS:
+            _DROPPING.set(True)
             await self.app(scope, receive, _dropping(send))
             return
         await self.app(scope, receive, send)
@@ -116,9 +142,8 @@ async def _until_disconnect(receive: Receive, limit_s: float) -> None:
 def _dropping(send: Send) -> Send:
     """A send that promises a body and never delivers it, so uvicorn cuts the connection.
 
-    The handler has run and committed; the client only sees a transport error. uvicorn logs
-    "ASGI callable returned without completing response" and closes the socket, which is the
-    point.
+    The handler has run and committed; the client only sees a transport error. uvicorn closes
+    the socket, which is the point, and logs it (rewritten by _DroppedResponseLog).
     """
 
     async def dropping_send(message: Message) -> None:

@@ -1,5 +1,6 @@
 """Fault injection: the SPEC parses as documented, and each kind happens at its rate over HTTP."""
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ import pytest
 from starlette.types import Message
 
 from sandbox.app import create_sandbox_app
+from sandbox.fault_middleware import DROPPED_MESSAGE
 from sandbox.faults import FaultController, FaultSpecError, parse_spec
 from tests.support.servers import serve_in_thread
 
@@ -183,7 +185,10 @@ def test_errors_before_the_handler_write_nothing(erp: httpx.Client) -> None:
     assert erp.get("/_admin/ledger").json()["records"] == []
 
 
-def test_drop_after_commit_cuts_the_connection_after_writing(erp: httpx.Client) -> None:
+def test_drop_after_commit_cuts_the_connection_after_writing(
+    erp: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
     set_faults(erp, "erp.invoice:drop_after_commit=0.1,seed=5")
 
     dropped = 0
@@ -198,6 +203,10 @@ def test_drop_after_commit_cuts_the_connection_after_writing(erp: httpx.Client) 
             assert response.status_code == 204
 
     assert 70 <= dropped <= 130
+    # Each cut is logged as the fault it is, not as uvicorn's ERROR about an incomplete response.
+    server_log = [r for r in caplog.records if r.name == "uvicorn.error"]
+    assert [r.getMessage() for r in server_log if r.levelno >= logging.WARNING] == []
+    assert [r.getMessage() for r in server_log].count(DROPPED_MESSAGE) == dropped
     records = erp.get("/_admin/ledger").json()["records"]
     assert len(records) == 1000
 
