@@ -520,6 +520,12 @@ async def waiting_on(session: AsyncSession, ordering_key: str) -> list[str]:
 # What an attempt left by a dead holder records as its error: also how such attempts are told
 # apart from those that failed with an answer.
 ABANDONED_ATTEMPT = "the worker died during this attempt; its outcome is unknown"
+# What an attempt records when its job was cancelled mid-call and the worker lived on (arq's
+# job timeout, or a shutdown's grace running out): not a death, so not a suspected poison.
+CANCELLED_ATTEMPT = (
+    "the job was cancelled during this attempt (CONCORD_JOB_TIMEOUT_S, or the worker shutting "
+    "down); its outcome is unknown"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,8 +262,7 @@ async def _budget_spent_by_deaths(
     deps: WorkerDeps, claimed: Claim, step: StepSpec, left: runs.Abandoned, now: datetime
 ) -> Outcome:
     """The budget ran out on an attempt that died. Only when every attempt died is the event
-    suspected of killing workers; otherwise the target's answers spent most of the budget (a
-    job cancelled at its timeout also leaves its attempt unfinished)."""
+    suspected of killing workers; otherwise the target's answers spent most of the budget."""
     if left.died >= left.attempts:
         classification = "worker_crash"
         message = f"{step.name}: the worker died during each of {left.attempts} attempts"

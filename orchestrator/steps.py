@@ -1,6 +1,7 @@
 """One step of one run: rate limit, attempt row, call (or look up), outcome row."""
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,6 +23,8 @@ from orchestrator.connectors.errors import Conflict, ConnectorError, Retryable
 from orchestrator.connectors.ports import CallContext, TargetRecord
 from orchestrator.deps import WorkerDeps
 from orchestrator.workflows import StepSkipped, StepSpec
+
+log = logging.getLogger(__name__)
 
 # Writes the transaction's settlement inside the transaction that records a step's success.
 Settle = Callable[[AsyncSession], Awaitable[None]]
@@ -172,6 +175,9 @@ async def _attempt(
             classification=exc.classification,
             step_id=row.id,
         )
+    except asyncio.CancelledError:
+        await _finish_cancelled(deps, attempt)
+        raise
     async with deps.sessionmaker.begin() as session:
         await runs.finish_attempt(
             session,
@@ -282,6 +288,27 @@ async def _retryable(
         step_id=row.id,
         reason=f"{step.name} retries at {due.isoformat()} ({exc.classification})",
     )
+
+
+async def _finish_cancelled(deps: WorkerDeps, attempt: StepAttempt) -> None:
+    """Close an attempt whose job was cancelled mid-call (arq's job timeout, or a shutdown's
+    grace running out), so that the next holder does not take it for a worker that died with
+    the event and hold the event back as a suspected poison (orchestrator/quarantine.py). Its
+    outcome is unknown all the same: the next attempt looks the record up before posting."""
+    try:
+        async with deps.sessionmaker.begin() as session:
+            await runs.finish_attempt(
+                session,
+                attempt,
+                now=utc_now(),
+                outcome=AttemptOutcome.FAILED,
+                step_state=StepState.FAILED_RETRYABLE,
+                error_class=ErrorClass.RETRYABLE,
+                error_message=runs.CANCELLED_ATTEMPT,
+            )
+    except Exception:
+        # Left open, the attempt is closed by the next holder as a death, as before this.
+        log.warning("could not record the cancelled attempt %s", attempt.id, exc_info=True)
 
 
 async def _finish_failed(

@@ -30,12 +30,18 @@ from orchestrator.ratelimit import TokenBucket
 from orchestrator.settings import OrchestratorSettings
 
 
+class WorkerKilled(BaseException):
+    """Stands for the worker process being killed at the point it is raised: no handler of the
+    engine catches it, so the attempt is left unfinished, as a SIGKILL leaves it."""
+
+
 @dataclass
 class FakeSystem:
     """Records by (object type, external ID); `fail[op]` errors are raised in order first."""
 
     system: System
-    # Besides connector errors, asyncio.CancelledError: the job cancelled mid-call.
+    # Besides connector errors, WorkerKilled (the worker killed mid-call) or
+    # asyncio.CancelledError (the job cancelled mid-call, as arq's job timeout does).
     fail: dict[str, list[BaseException]] = field(default_factory=lambda: defaultdict(list))
     commit_before_fail: bool = False
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)

@@ -1,6 +1,5 @@
 """The engine's failure paths: retries, budgets, terminal errors, ambiguous outcomes, conflicts."""
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from orchestrator.connectors.errors import Conflict, Retryable, Terminal
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
 from tests.dbutil import invoice_transaction
-from tests.fakes import ScriptedErp
+from tests.fakes import ScriptedErp, WorkerKilled
 
 DepsFactory = Callable[..., WorkerDeps]
 
@@ -125,15 +124,15 @@ async def test_exhausted_budget_becomes_an_exception(
 
 
 async def _run_through_deaths(deps: WorkerDeps, correlation_id: str) -> list[Outcome | str]:
-    """_run_until_settled, where a run cancelled mid-call (as arq cancels a job at its timeout,
-    leaving the attempt unfinished and the lease held) is followed, once its lease has run out,
-    by the next holder's run."""
+    """_run_until_settled, where a run whose worker was killed mid-call (the attempt left
+    unfinished and the lease held) is followed, once its lease has run out, by the next
+    holder's run."""
     outcomes: list[Outcome | str] = []
     for _ in range(10):
         try:
             outcomes += await _run_until_settled(deps, correlation_id)
             return outcomes
-        except asyncio.CancelledError:
+        except WorkerKilled:
             outcomes.append("died")
         async with deps.sessionmaker.begin() as session:
             tx = await session.get(BusinessTransaction, correlation_id)
@@ -146,7 +145,7 @@ async def test_a_budget_the_target_spent_is_not_blamed_on_the_death_that_ended_i
     make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     down = Retryable("down", http_status=503)
-    erp = ScriptedErp(failures=[down, down, asyncio.CancelledError()])
+    erp = ScriptedErp(failures=[down, down, WorkerKilled()])
     deps = make_deps(erp, max_attempts=3)
     correlation_id = await invoice_transaction(sessionmaker, "in_mostly_down")
 
@@ -169,7 +168,7 @@ async def test_a_budget_the_target_spent_is_not_blamed_on_the_death_that_ended_i
 async def test_a_budget_every_attempt_of_which_died_is_a_worker_crash(
     make_deps: DepsFactory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    erp = ScriptedErp(failures=[asyncio.CancelledError() for _ in range(3)])
+    erp = ScriptedErp(failures=[WorkerKilled() for _ in range(3)])
     deps = make_deps(erp, max_attempts=3)
     correlation_id = await invoice_transaction(sessionmaker, "in_poison")
 
