@@ -71,7 +71,7 @@ def _queue(items: list[dict[str, Any]]) -> dict[str, Any] | None:
             "ID": i["id"],
             "Age": duration(i["age_s"]),
             "Classification": humanize(i["classification"]),
-            "Workflow": i.get("workflow") or "—",
+            "Workflow": humanize(i.get("workflow")),
             "Amount": money(i.get("amount_minor"), i.get("currency")),
             "Owner": i.get("owner") or "unassigned",
             "Suggested action": i.get("suggested_action") or "—",

@@ -19,7 +19,7 @@ def _tx_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "Correlation ID": t["correlation_id"],
             "State": humanize(t["state"]),
-            "Workflow": t.get("workflow") or "—",
+            "Workflow": humanize(t.get("workflow")),
             "Invoice": t.get("invoice_id") or "—",
             "Customer": t.get("customer_id") or "—",
             "Amount": money(t.get("amount_minor"), t.get("currency")),

@@ -383,3 +383,14 @@ def test_operations_says_no_worker_reported_when_none_runs(seeded: Seeded) -> No
     # The seeding's burst workers swept at start-up, and the record outlives them.
     assert tiles["Sweeper last run"].endswith(" ago"), tiles
     assert "No worker reported" in text_of(at)
+
+
+@pytest.mark.parametrize("name", ["transactions", "exceptions"])
+def test_tables_name_workflows_in_words(seeded: Seeded, name: str) -> None:
+    at = page(signed_in(seeded, Role.OPS), name)
+
+    assert not at.exception
+    workflows = {w for table in at.dataframe for w in table.value.get("Workflow", [])}
+    # The seeded failure is an invoice_generated transaction.
+    assert "Invoice generated" in workflows
+    assert not any("_" in w for w in workflows), workflows
