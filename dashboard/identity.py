@@ -38,7 +38,7 @@ class Identity:
     @property
     def landing(self) -> str:
         """The page this role opens on."""
-        return LANDING.get(self.role, "sla")
+        return LANDING.get(self.role, "sla") if self.can_read else "no_access"
 
     @property
     def via_sso(self) -> bool:

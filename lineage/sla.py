@@ -2,8 +2,8 @@
 
 The database aggregates (lineage/sla_sql.py): counts per group, workflow, currency and class of
 transaction in one GROUP BY, and the nearest-rank percentiles in a second query (percentile_disc
-on PostgreSQL, row_number() on SQLite), so a call reads a few hundred rows at most whatever the
-window holds.
+on PostgreSQL, row_number() on SQLite), so what a call reads grows with its groups and buckets,
+not with the transactions in the window.
 
 Definitions, per transaction received in the window (ignored events start no workflow and are
 left out):
