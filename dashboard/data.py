@@ -7,8 +7,7 @@ two people with different roles never share an answer. Errors are raised, never 
 
 import csv
 import io
-import threading
-from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -52,33 +51,27 @@ SLA_WINDOWS = {"1h": "1m", "6h": "5m", "24h": "15m", "7d": "2h", "31d": "12h"}
 SLA_DEFAULT_WINDOW = "24h"
 
 
-def start_sla_readings(api_url: str, token: str) -> list[threading.Thread]:
-    """Ask the API for the SLA overview's default figures without waiting for the answers.
+def load_sla(
+    api_url: str, token: str, window: str, *, fresh: bool = False
+) -> tuple[Future[JSON], Future[JSON]]:
+    """The SLA overview's summary and time series for `window`, both asked for at once: over a
+    large window each takes about a second in the API, so the page waits for the slower one
+    rather than for their sum, and draws the tiles as soon as the summary is in.
 
-    Called at sign-in for a role that opens on that page: at a million transactions the API
-    reads the window for most of a second, and this starts both readings while Streamlit
-    switches pages rather than after. The page's own calls then join the readings in progress
-    (the API lets concurrent askers of one key wait for one reading), so nothing is read twice.
-    Errors are left for the page's calls to show."""
-    api = client(api_url, token)
-    window = SLA_DEFAULT_WINDOW
-
-    def ask(call: Callable[[], JSON]) -> None:
-        try:
-            call()
-        except Exception:  # the page asks again, and says what went wrong
-            return
-
-    threads = [
-        threading.Thread(target=ask, args=(call,), name="sla-prefetch", daemon=True)
-        for call in (
-            lambda: api.sla_summary(window),
-            lambda: api.sla_timeseries(window, SLA_WINDOWS[window]),
+    Sign-in calls it too, for a role that opens on that page, and drops the answers: the
+    readings then run while Streamlit switches pages, and the page's own calls join them in
+    progress (the API lets concurrent askers of one key wait for one reading), so nothing is
+    read twice. An error stays in its future, for the page's calls to show."""
+    # The loaders are thread-safe and draw nothing, so the threads need no script context.
+    # Not a `with` block: leaving one would wait for both calls.
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sla")
+    try:
+        return (
+            pool.submit(sla_summary, api_url, token, window, fresh=fresh),
+            pool.submit(sla_timeseries, api_url, token, window, SLA_WINDOWS[window], fresh=fresh),
         )
-    ]
-    for thread in threads:
-        thread.start()
-    return threads
+    finally:
+        pool.shutdown(wait=False)
 
 
 # Not cached here: the API shares one SLA reading among all callers and keeps it warm

@@ -24,7 +24,7 @@ def _sign_in(token: str) -> None:
     st.session_state["auth_token"] = token
     st.session_state["auth_identity"] = identity
     if identity.landing == "sla":
-        data.start_sla_readings(api_url(), token)
+        data.load_sla(api_url(), token, data.SLA_DEFAULT_WINDOW)
     st.session_state.pop("auth_error", None)
 
 

@@ -1,6 +1,6 @@
 """SLA overview, for executives: are we meeting integration SLAs, and how much money is at risk?"""
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import streamlit as st
@@ -8,9 +8,8 @@ import streamlit as st
 from dashboard import charts, data
 from dashboard.client import JSON, ApiError
 from dashboard.format import add_money, duration, humanize, money_map, percent, when
-from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error, unavailable
+from dashboard.ui import ctx, empty, header, refresh_button, show_error, unavailable
 
-WINDOWS = data.SLA_WINDOWS
 WINDOW_LABELS = {
     "1h": "Last hour",
     "6h": "6 hours",
@@ -124,30 +123,12 @@ def _trends(loading: Future[JSON], latency: Any, throughput: Any) -> None:
     throughput.plotly_chart(charts.throughput(buckets), key="sla_throughput_chart")
 
 
-def _load(c: Ctx, window: str, *, fresh: bool) -> tuple[Future[JSON], Future[JSON]]:
-    """Both calls at once: over a large window each takes about a second in the API, so the
-    page waits for the slower one rather than for their sum, and draws the tiles as soon as
-    the summary is in."""
-    # The cached loaders are thread-safe and draw nothing, so the threads need no script
-    # context. Not a `with` block: leaving one would wait for both calls before any drawing.
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sla")
-    try:
-        return (
-            pool.submit(data.sla_summary, c.api_url, c.token, window, fresh=fresh),
-            pool.submit(
-                data.sla_timeseries, c.api_url, c.token, window, WINDOWS[window], fresh=fresh
-            ),
-        )
-    finally:
-        pool.shutdown(wait=False)
-
-
 def render() -> None:
     c = ctx()
     header("SLA overview", "Are integrations meeting their SLAs, and how much money is at risk?")
     top = st.columns([3, 1])
     window = top[0].segmented_control(
-        "Window", list(WINDOWS), default=data.SLA_DEFAULT_WINDOW, key="sla_window",
+        "Window", list(data.SLA_WINDOWS), default=data.SLA_DEFAULT_WINDOW, key="sla_window",
         format_func=lambda w: WINDOW_LABELS[w],
     ) or data.SLA_DEFAULT_WINDOW  # fmt: skip
     with top[1]:
@@ -157,7 +138,9 @@ def render() -> None:
     @st.fragment(run_every="30s")
     def live() -> None:
         # "Refresh now" asks for figures read after the click, once; the timer takes shared ones.
-        summary, series = _load(c, window, fresh=st.session_state.pop("sla_fresh", False))
+        summary, series = data.load_sla(
+            c.api_url, c.token, window, fresh=st.session_state.pop("sla_fresh", False)
+        )
         groups = _tiles(summary, window)
         # Two charts to a row at most: in thirds of 1440 px, legends and time axes collided.
         attainment, throughput = st.columns(2)

@@ -161,7 +161,7 @@ def test_the_sla_refresh_button_asks_for_figures_read_after_the_click(seeded: Se
     assert as_of(at) > first
 
 
-def _sla_summary_requests(seeded: Seeded, route: str = "/v1/sla/summary") -> float:
+def _requests_answered(seeded: Seeded, route: str = "/v1/sla/summary") -> float:
     """How many GET `route` the API has answered, by its own request histogram."""
     text = httpx.get(f"{seeded.api_url}/metrics").text
     pattern = rf'concord_api_request_duration_seconds_count\{{[^}}]*route="{route}"[^}}]*\}} (\S+)'
@@ -170,8 +170,8 @@ def _sla_summary_requests(seeded: Seeded, route: str = "/v1/sla/summary") -> flo
 
 def _sla_requests(seeded: Seeded) -> tuple[float, float]:
     return (
-        _sla_summary_requests(seeded),
-        _sla_summary_requests(seeded, "/v1/sla/timeseries"),
+        _requests_answered(seeded),
+        _requests_answered(seeded, "/v1/sla/timeseries"),
     )
 
 
@@ -210,13 +210,13 @@ def test_each_sla_page_run_takes_the_apis_shared_reading_not_a_cached_copy(
     seeded: Seeded,
 ) -> None:
     at = page(signed_in(seeded, Role.EXECUTIVE), "sla")
-    before = _sla_summary_requests(seeded)
+    before = _requests_answered(seeded)
     # The 30 s timer's runs: each asks the API, whose reading is at most its max age old.
     at.run()
     at.run()
 
     assert not at.exception
-    assert _sla_summary_requests(seeded) - before == 2
+    assert _requests_answered(seeded) - before == 2
 
 
 def test_an_ingest_key_sees_only_the_no_access_page(seeded: Seeded) -> None:
