@@ -2,8 +2,8 @@
 
 Pure: no database of ours, no network, no clock. Each call opens its own in-memory DuckDB
 connection (never the module-level default one, which `duckdb.sql()` shares process-wide),
-binds its values with `?`, runs the rule files in reconciliation/sql/ in name order, and
-closes the connection. Inputs are Arrow tables or Parquet files; nothing iterates rows in
+binds its values with `?`, runs the files in reconciliation/sql/ in name order (the rule
+files, one query per mismatch kind, together as one statement), and closes the connection. Inputs are Arrow tables or Parquet files; nothing iterates rows in
 Python.
 """
 
@@ -68,6 +68,14 @@ def _rule_files() -> list[tuple[Kind, str]]:
         if stem in Kind.__members__.values():
             rules.append((Kind(stem), name))
     return rules
+
+
+def _findings_sql(rules: list[str]) -> str:
+    # One statement for every rule: each INSERT alone costs more in planning, in building its
+    # lists and in appending to `findings` than the rule does in reading 10,000 suspects.
+    # The newline before each ")" ends a rule's trailing comment, if it has one.
+    union = "\nUNION ALL BY NAME\n".join(f"(\n{rule}\n)" for rule in rules)
+    return f"INSERT INTO findings BY NAME\n{union}"
 
 
 def _columns_sql(table: str, source: str | None) -> str:
@@ -152,9 +160,9 @@ def reconcile(
         con.execute(_sql("02_prepare.sql"))
         supplied = set(snapshots)
         evaluated = frozenset(k for k, needs in REQUIRES.items() if needs <= supplied)
-        for kind, name in _rule_files():
-            if kind in evaluated:
-                con.execute(_sql(name))
+        rules = [_sql(name) for kind, name in _rule_files() if kind in evaluated]
+        if rules:
+            con.execute(_findings_sql(rules))
         findings = con.sql(_sql("90_result.sql")).to_arrow_table()
     finally:
         con.close()

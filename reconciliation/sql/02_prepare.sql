@@ -25,7 +25,7 @@ FROM billing_credit_notes WHERE invoice_id IS NOT NULL GROUP BY invoice_id;
 -- is being read anyway, rather than by a second scan of billing.
 CREATE TEMP TABLE revenue_by_invoice AS
 SELECT invoice_external_id AS invoice_id, sum(amount_minor) AS total_minor,
-       min(currency) AS currency, count(DISTINCT currency) AS currencies
+       min(currency) AS currency, min(currency) <> max(currency) AS mixed_currencies
 FROM erp_revenue_schedules WHERE invoice_external_id IS NOT NULL GROUP BY invoice_external_id;
 
 -- Pass one. Any difference at all makes a suspect: the rules apply tolerances and periods.
@@ -40,7 +40,7 @@ LEFT JOIN revenue_by_invoice r ON r.invoice_id = b.invoice_id
 WHERE coalesce(b.invoice_id, e.external_id, l.invoice_id) IS NOT NULL
   AND (b.invoice_id IS NULL OR e.external_id IS NULL
        OR (r.invoice_id IS NOT NULL
-           AND (r.currencies > 1 OR r.currency <> b.currency OR r.total_minor <> b.amount_minor))
+           AND (r.mixed_currencies OR r.currency <> b.currency OR r.total_minor <> b.amount_minor))
        OR b.amount_minor IS DISTINCT FROM e.amount_minor
        OR b.currency IS DISTINCT FROM e.currency
        OR (b.status <> 'draft'

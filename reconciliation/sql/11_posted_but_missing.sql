@@ -1,5 +1,4 @@
 -- Concord's lineage says the invoice was posted; the ERP holds no record of it.
-INSERT INTO findings BY NAME
 SELECT 'posted_but_missing' AS kind, m.invoice_id AS match_key,
        coalesce(m.b_period, m.l_period) AS period, 'erp' AS system,
        'concord' AS source_system, m.invoice_id AS source_id, m.l_amount AS source_amount_minor,
@@ -15,4 +14,4 @@ SELECT 'posted_but_missing' AS kind, m.invoice_id AS match_key,
        ) AS refs
 FROM invoice_match m, params p
 WHERE m.posted AND NOT m.in_erp
-  AND (p.period IS NULL OR coalesce(m.b_period, m.l_period) = p.period);
+  AND (p.period IS NULL OR coalesce(m.b_period, m.l_period) = p.period)

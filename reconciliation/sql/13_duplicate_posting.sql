@@ -1,5 +1,4 @@
 -- One billing invoice, more than one ERP invoice record: everything past the first is at risk.
-INSERT INTO findings BY NAME
 SELECT 'duplicate_posting' AS kind, m.invoice_id AS match_key,
        coalesce(m.b_period, m.l_period, m.e_period) AS period, 'erp' AS system,
        'billing' AS source_system, m.invoice_id AS source_id, m.b_amount AS source_amount_minor,
@@ -15,4 +14,4 @@ SELECT 'duplicate_posting' AS kind, m.invoice_id AS match_key,
        ) AS refs
 FROM invoice_match m, params p
 WHERE m.e_records > 1 AND (m.in_billing OR m.in_lineage)
-  AND (p.period IS NULL OR coalesce(m.b_period, m.l_period, m.e_period) = p.period);
+  AND (p.period IS NULL OR coalesce(m.b_period, m.l_period, m.e_period) = p.period)

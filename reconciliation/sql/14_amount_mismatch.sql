@@ -1,5 +1,4 @@
 -- Same invoice, same currency, amounts apart by more than the tolerance (equal to it is fine).
-INSERT INTO findings BY NAME
 SELECT 'amount_mismatch' AS kind, m.invoice_id || '|' || m.e_record_id AS match_key,
        m.b_period AS period, 'erp' AS system,
        'billing' AS source_system, m.invoice_id AS source_id, m.b_amount AS source_amount_minor,
@@ -15,4 +14,4 @@ CROSS JOIN params p
 LEFT JOIN tolerances t ON t.currency = m.b_currency
 WHERE m.in_billing AND m.in_erp AND m.b_currency = m.e_currency
   AND abs(m.b_amount - m.e_amount) > coalesce(t.tolerance_minor, p.tolerance_minor)
-  AND (p.period IS NULL OR m.b_period = p.period);
+  AND (p.period IS NULL OR m.b_period = p.period)

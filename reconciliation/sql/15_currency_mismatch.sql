@@ -1,5 +1,4 @@
 -- Same invoice in another currency: the whole billed amount is at risk, in billing's currency.
-INSERT INTO findings BY NAME
 SELECT 'currency_mismatch' AS kind, m.invoice_id || '|' || m.e_record_id AS match_key,
        m.b_period AS period, 'erp' AS system,
        'billing' AS source_system, m.invoice_id AS source_id, m.b_amount AS source_amount_minor,
@@ -12,4 +11,4 @@ SELECT 'currency_mismatch' AS kind, m.invoice_id || '|' || m.e_record_id AS matc
         {'system': 'erp', 'object_type': 'invoice', 'external_id': m.e_record_id}] AS refs
 FROM invoice_match m, params p
 WHERE m.in_billing AND m.in_erp AND m.b_currency IS DISTINCT FROM m.e_currency
-  AND (p.period IS NULL OR m.b_period = p.period);
+  AND (p.period IS NULL OR m.b_period = p.period)

@@ -2,7 +2,6 @@
 -- counterpart yet; an uncollectible invoice stays open in the ERP until it is written off. An
 -- invoice credit notes cover in full is `credited`: the ERP must have closed it (a credit memo
 -- applied shows it paid) or voided it.
-INSERT INTO findings BY NAME
 SELECT 'status_mismatch' AS kind, m.invoice_id || '|' || m.e_record_id AS match_key,
        m.b_period AS period, 'erp' AS system,
        'billing' AS source_system, m.invoice_id AS source_id, m.b_amount AS source_amount_minor,
@@ -21,4 +20,4 @@ WHERE m.in_billing AND m.in_erp AND m.b_status <> 'draft'
                 WHEN 'open' THEN 'open' WHEN 'paid' THEN 'paid'
                 WHEN 'uncollectible' THEN 'open' WHEN 'void' THEN 'voided' ELSE m.b_status END
       END
-  AND (p.period IS NULL OR m.b_period = p.period);
+  AND (p.period IS NULL OR m.b_period = p.period)

@@ -1,7 +1,6 @@
 -- The CRM deal's amount against billing's contract value for the same subscription. Ended
 -- subscriptions are left out: their deals are history, not receivables. Subscriptions are not
 -- periodic, so a finding belongs to the period of the run that found it.
-INSERT INTO findings BY NAME
 SELECT 'crm_contract_value_mismatch' AS kind, d.deal_id || '|' || s.subscription_id AS match_key,
        p.period AS period, 'crm' AS system,
        'billing' AS source_system, s.subscription_id AS source_id,
@@ -22,4 +21,4 @@ CROSS JOIN params p
 WHERE coalesce(s.status, '') NOT IN ('canceled', 'incomplete_expired')
   AND (d.currency IS DISTINCT FROM s.currency
        OR abs(s.contract_value_minor - d.amount_minor)
-          > coalesce(t.tolerance_minor, p.tolerance_minor));
+          > coalesce(t.tolerance_minor, p.tolerance_minor))
