@@ -1,9 +1,10 @@
 """Lineage writes per step: the engine's own lineage/runs.py functions against raw batched
 inserts of the same rows into the same PostgreSQL.
 
-One "step" here is the lineage a one-step transaction leaves: claim (lease and run), start the
-attempt (step and attempt rows), finish it (outcome and the external reference), settle
-(posted, run closed), each committed on its own as orchestrator/engine.py commits them, with
+One "step" here is the lineage a one-step transaction leaves, in the three transactions that
+orchestrator/engine.py and steps.py commit it in: claim (lease and run); start the attempt
+(step and attempt rows), committed before the call; finish it (outcome and the external
+reference) and settle (posted, run closed), committed together because it was the last step.
 20 at a time (a worker's max_jobs). The baseline writes the same final rows (run, step,
 attempt, external reference, transaction state) with asyncpg COPY and one UPDATE per batch.
 
@@ -144,7 +145,7 @@ async def concord_side(database_url: str, ids: list[str]) -> tuple[float, float,
                     object_type="invoice",
                     external_id=f"r{cid[:8]}",
                 )
-            async with sessionmaker.begin() as session:
+                # The last step's success and the settlement commit together (steps.py).
                 await runs.settle(session, claimed, state=TxState.POSTED, now=datetime.now(UTC))
 
     try:
