@@ -70,6 +70,10 @@ def run_at_risk(run: dict[str, Any]) -> dict[str, int]:
     return total
 
 
+# What the last run started from this page came to, shown once after the page is drawn again.
+_STARTED = "recon_started"
+
+
 def _trigger(c: Ctx) -> None:
     with st.form("recon_trigger_form", border=True):
         st.markdown("**Trigger a run**")
@@ -85,7 +89,16 @@ def _trigger(c: Ctx) -> None:
             show_error(exc, doing="start a reconciliation run")
             return
         data.clear_live()
-        st.success(f"Run {run.get('id', '')} started for {period}.")
+        found, new = run.get("found_count", 0), run.get("new_count", 0)
+        st.session_state[_STARTED] = (
+            f"Run {run.get('id', '')} for {period.strip()}: {humanize(run.get('state'))}, "
+            f"{found} found, {new} new."
+        )
+        # The runs table was drawn before this run existed: draw the page again with it.
+        st.rerun()
+    started = st.session_state.pop(_STARTED, None)
+    if started:
+        st.success(started)
 
 
 def _filters() -> dict[str, Any]:

@@ -77,3 +77,24 @@ async def test_roles_that_may_not_replay_see_no_replay_control(
     assert not at.exception
     assert "Missing in ERP" in text_of(at)  # the drill-down is open
     assert "recon_replay_go" not in keys_of(at)
+
+
+async def test_a_run_started_from_the_page_is_in_its_runs_table_at_once(seeded: Seeded) -> None:
+    at = page(signed_in(seeded, Role.FINANCE), "reconciliation")
+    assert "No reconciliation runs yet" in text_of(at)
+
+    at.text_input(key="recon_period").input(PERIOD)
+    [start] = [b for b in at.button if b.label == "Start reconciliation"]
+    start.click().run()
+
+    assert not at.exception
+    [run] = audit(seeded, "reconciliation.run")
+    run_id = int(run["target"].removeprefix("reconciliation_run:"))
+    [table] = [d for d in at.dataframe if "Run" in d.value.columns]
+    assert list(table.value["Run"]) == [run_id]
+    assert list(table.value["Period"]) == [PERIOD]
+    assert f"Run {run_id} for {PERIOD}: Succeeded, 0 found, 0 new." in text_of(at)
+    assert "No reconciliation runs yet" not in text_of(at)
+    # Said once: the next run of the page (any click) does not repeat it.
+    at.run()
+    assert f"Run {run_id} for {PERIOD}" not in text_of(at)
