@@ -70,8 +70,10 @@ def run_at_risk(run: dict[str, Any]) -> dict[str, int]:
     return total
 
 
-# What the last run started from this page came to, shown once after the page is drawn again.
+# What the last run started, or the mismatch resolved, from this page came to: shown once,
+# after the page is drawn again to include it.
 _STARTED = "recon_started"
+_RESOLVED = "recon_resolved"
 
 
 def _trigger(c: Ctx) -> None:
@@ -156,7 +158,12 @@ def _drill(c: Ctx, m: dict[str, Any]) -> None:
                 show_error(exc, doing="resolve the mismatch")
                 return
             data.clear_live()
-            st.success("Resolved.")
+            st.session_state[_RESOLVED] = f"Mismatch {m['id']} resolved."
+            # Drawn again without it: the table above still listed it as open, and a selection
+            # kept by row position would now point at the mismatch after it.
+            for key in ("recon_selected", "recon_mismatch_table"):
+                st.session_state.pop(key, None)
+            st.rerun()
 
 
 def _replay(c: Ctx, m: dict[str, Any]) -> None:
@@ -206,6 +213,9 @@ def _csv(c: Ctx, flt: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
 
 def _mismatches(c: Ctx) -> None:
     st.subheader("Mismatches")
+    resolved = st.session_state.pop(_RESOLVED, None)
+    if resolved:
+        st.success(resolved)
     flt = _filters()
     try:
         rows = data.mismatches(c.api_url, c.token, data.filters_key(**flt))

@@ -98,3 +98,24 @@ async def test_a_run_started_from_the_page_is_in_its_runs_table_at_once(seeded: 
     # Said once: the next run of the page (any click) does not repeat it.
     at.run()
     assert f"Run {run_id} for {PERIOD}" not in text_of(at)
+
+
+async def test_finance_resolves_a_mismatch_and_the_open_list_no_longer_shows_it(
+    seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    mismatch_id = await _mismatch_of(seeded, sessionmaker)
+    at = page(signed_in(seeded, Role.FINANCE, recon_selected=mismatch_id), "reconciliation")
+    assert "recon_resolve_note" in keys_of(at)
+
+    at.text_area(key="recon_resolve_note").input("ERP posting made by hand as INV-88")
+    [resolve] = [b for b in at.button if b.label == "Resolve mismatch"]
+    resolve.click().run()
+
+    assert not at.exception
+    assert f"Mismatch {mismatch_id} resolved." in text_of(at)
+    # The open list (the page's default filter) is drawn again without it, and no other
+    # mismatch's drill-down takes its place.
+    assert "No mismatches" in text_of(at)
+    assert "recon_resolve_note" not in keys_of(at)
+    [row] = audit(seeded, "mismatch.resolve")
+    assert (row["role"], row["target"]) == ("finance", f"mismatch:{mismatch_id}")
