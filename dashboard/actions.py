@@ -50,8 +50,16 @@ def payload_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "\n".join(difflib.unified_diff(a, b, "original", "edited", lineterm="", n=1))
 
 
+def forget_selection() -> None:
+    """Before the queue is drawn without the exception that was open: the table keeps its
+    selection by row position, which would then pick the exception after it."""
+    for key in ("exc_selected", "exc_queue_table"):
+        st.session_state.pop(key, None)
+
+
 def follow(c: Ctx) -> None:
-    """After a replay: what the API answered, then the transaction's state until it settles."""
+    """After a replay or a resolution: what the API answered, then the transaction's state
+    until it settles."""
     cid = st.session_state.get("exc_followed")
     if not cid:
         return
@@ -83,6 +91,7 @@ def follow(c: Ctx) -> None:
             # Once: the queue and tiles around this fragment must show the settled state too.
             st.session_state["exc_follow_settled"] = True
             data.clear_live()
+            forget_selection()
             st.rerun(scope="app")
 
     status()
@@ -157,8 +166,15 @@ def resolve_panel(c: Ctx, tx: dict[str, Any]) -> None:
             show_error(exc, doing="resolve")
             return
         data.clear_live()
-        st.success(f"Resolved as {humanize(result['resolution'])}; closed exceptions "
-                   f"{', '.join(map(str, result['closed_exceptions'])) or 'none'}.")  # fmt: skip
+        # Shown at the top by follow(), above a queue drawn again without what was closed.
+        st.session_state["exc_followed"] = tx["correlation_id"]
+        st.session_state["exc_follow_settled"] = True
+        st.session_state["exc_flash"] = {
+            "message": f"Resolved as {humanize(result['resolution'])}; closed exceptions "
+            f"{', '.join(map(str, result['closed_exceptions'])) or 'none'}."
+        }
+        forget_selection()
+        st.rerun()
 
 
 def assign_panel(c: Ctx, item: dict[str, Any]) -> None:

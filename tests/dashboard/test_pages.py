@@ -283,6 +283,10 @@ def test_ops_resolves_with_a_note(seeded: Seeded) -> None:
     assert tx(seeded, seeded.failed)["state"] == "manually_resolved"
     [row] = audit(seeded, "transaction.resolve")
     assert row["actor"] == "test-ops"
+    # Said above a queue drawn again without it, and no other exception opened in its place.
+    assert "Resolved as Posted by hand; closed exceptions" in text_of(at)
+    assert "The queue is empty" in text_of(at)
+    assert "exc_resolve_note" not in keys_of(at)
 
 
 def test_ops_assigns_an_exception_to_themselves(seeded: Seeded) -> None:
