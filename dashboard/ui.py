@@ -1,7 +1,9 @@
 """Shared layout: the signed-in context, page headers, error and empty states, tiles."""
 
 import os
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -126,3 +128,23 @@ def refresh_button(key: str, *, fresh_flag: str | None = None) -> None:
         if fresh_flag:
             st.session_state[fresh_flag] = True
         st.rerun()
+
+
+def pick_by_id(event: Any, ids: Sequence[Hashable], *, table: str, chosen: str) -> bool:
+    """Keep in st.session_state[chosen] the ID of the row the user picked in a single-row
+    table; True when this run brings a new pick.
+
+    Streamlit keeps a keyed table's selection as a row position when its rows change (a new
+    transaction arrives on top, a resolved exception leaves), so a position counts as a pick
+    only when it differs from the last one seen: the ID it pointed at then stays chosen rather
+    than whatever has moved into that row since."""
+    rows = event.selection.rows if event is not None else []
+    row = rows[0] if rows else None
+    seen = f"{table}_seen_row"
+    if row == st.session_state.get(seen):
+        return False
+    st.session_state[seen] = row
+    if row is None or row >= len(ids):
+        return False
+    st.session_state[chosen] = ids[row]
+    return True

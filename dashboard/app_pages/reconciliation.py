@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import charts, data
 from dashboard.client import ApiError
 from dashboard.format import add_money, humanize, money, money_map, when
-from dashboard.ui import Ctx, ctx, empty, header, show_error, unavailable
+from dashboard.ui import Ctx, ctx, empty, header, pick_by_id, show_error, unavailable
 
 KINDS = ["", "missing_in_erp", "orphan_in_erp", "amount_mismatch", "currency_mismatch",
          "status_mismatch", "duplicate_posting", "posted_but_missing",
@@ -194,11 +194,9 @@ def _replay(c: Ctx, m: dict[str, Any]) -> None:
 
 
 def _picked(rows: list[dict[str, Any]], event: Any) -> dict[str, Any] | None:
-    """The row selected in the table, else the mismatch a link or test named by id."""
-    picked = event.selection.rows if event is not None else []
-    if picked:
-        row: dict[str, Any] = rows[picked[0]]
-        return row
+    """The mismatch last picked in the table, else the one a link or test named by id."""
+    pick_by_id(event, [r.get("id") for r in rows], table="recon_mismatch_table",
+               chosen="recon_selected")  # fmt: skip
     wanted = st.session_state.get("recon_selected") or st.query_params.get("mismatch")
     return next((r for r in rows if str(r.get("id")) == str(wanted)), None) if wanted else None
 
