@@ -50,13 +50,6 @@ def payload_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "\n".join(difflib.unified_diff(a, b, "original", "edited", lineterm="", n=1))
 
 
-def forget_selection() -> None:
-    """Before the queue is drawn without the exception that was open: the table keeps its
-    selection by row position, which would then pick the exception after it."""
-    for key in ("exc_selected", "exc_queue_table"):
-        st.session_state.pop(key, None)
-
-
 def follow(c: Ctx) -> None:
     """After a replay or a resolution: what the API answered, then the transaction's state
     until it settles."""
@@ -91,7 +84,6 @@ def follow(c: Ctx) -> None:
             # Once: the queue and tiles around this fragment must show the settled state too.
             st.session_state["exc_follow_settled"] = True
             data.clear_live()
-            forget_selection()
             st.rerun(scope="app")
 
     status()
@@ -173,7 +165,6 @@ def resolve_panel(c: Ctx, tx: dict[str, Any]) -> None:
             "message": f"Resolved as {humanize(result['resolution'])}; closed exceptions "
             f"{', '.join(map(str, result['closed_exceptions'])) or 'none'}."
         }
-        forget_selection()
         st.rerun()
 
 

@@ -130,21 +130,35 @@ def refresh_button(key: str, *, fresh_flag: str | None = None) -> None:
         st.rerun()
 
 
-def pick_by_id(event: Any, ids: Sequence[Hashable], *, table: str, chosen: str) -> bool:
-    """Keep in st.session_state[chosen] the ID of the row the user picked in a single-row
-    table; True when this run brings a new pick.
+def selectable_table(
+    rows: list[dict[str, Any]], ids: Sequence[Hashable], *, key: str, chosen: str
+) -> bool:
+    """A table the user picks one row of, whose ID st.session_state[chosen] keeps; True when
+    this run brings a new pick.
 
-    Streamlit keeps a keyed table's selection as a row position when its rows change (a new
-    transaction arrives on top, a resolved exception leaves), so a position counts as a pick
-    only when it differs from the last one seen: the ID it pointed at then stays chosen rather
-    than whatever has moved into that row since."""
-    rows = event.selection.rows if event is not None else []
-    row = rows[0] if rows else None
-    seen = f"{table}_seen_row"
-    if row == st.session_state.get(seen):
-        return False
-    st.session_state[seen] = row
-    if row is None or row >= len(ids):
-        return False
-    st.session_state[chosen] = ids[row]
-    return True
+    Streamlit keeps a keyed table's selection as a row position, and a live table's rows move
+    between runs (a new transaction arrives on top, an exception someone resolved leaves). So
+    a changed selection is read against the rows the user saw when picking, and the selection
+    drawn follows the chosen record to wherever it now is (none once it has left). Unticking
+    the row lets go of the record."""
+    shown, drawn = f"{key}_ids", f"{key}_row"
+    # No state at all: the table was not on the last page drawn (Streamlit drops a widget's
+    # state when another page runs), which is no click.
+    state = st.session_state.get(key)
+    picked = list(state["selection"]["rows"]) if state else []
+    incoming = picked[0] if picked else None
+    new = False
+    if state is not None and incoming != st.session_state.get(drawn):
+        before = st.session_state.get(shown) or list(ids)
+        if incoming is None:
+            st.session_state.pop(chosen, None)
+        elif incoming < len(before):
+            st.session_state[chosen] = before[incoming]
+            new = True
+    wanted = st.session_state.get(chosen)
+    row = ids.index(wanted) if wanted in ids else None
+    st.session_state[key] = {"selection": {"rows": [] if row is None else [row], "columns": [], "cells": []}}  # fmt: skip
+    st.session_state[drawn] = row
+    st.session_state[shown] = list(ids)
+    st.dataframe(rows, hide_index=True, key=key, on_select="rerun", selection_mode="single-row")
+    return new

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import actions, charts, data
 from dashboard.client import ApiError
 from dashboard.format import add_money, duration, humanize, money, money_map
-from dashboard.ui import Ctx, ctx, empty, header, pick_by_id, refresh_button, show_error
+from dashboard.ui import Ctx, ctx, empty, header, refresh_button, selectable_table, show_error
 
 CLASSIFICATIONS = ["", "connection", "timeout", "rate_limit", "validation", "mapping_missing",
                    "conflict", "retry_budget_exhausted", "auth", "terminal"]  # fmt: skip
@@ -80,9 +80,9 @@ def _queue(items: list[dict[str, Any]]) -> dict[str, Any] | None:
         }
         for i in items
     ]
-    event: Any = st.dataframe(rows, hide_index=True, key="exc_queue_table", on_select="rerun",
-                              selection_mode="single-row")  # fmt: skip
-    if pick_by_id(event, [i["id"] for i in items], table="exc_queue_table", chosen="exc_selected"):
+    if selectable_table(
+        rows, [i["id"] for i in items], key="exc_queue_table", chosen="exc_selected"
+    ):
         # The queue lives in a fragment: the detail below it needs a full run to follow.
         st.rerun()
     chosen = st.session_state.get("exc_selected")

@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import charts, data
 from dashboard.client import ApiError
 from dashboard.format import add_money, humanize, money, money_map, when
-from dashboard.ui import Ctx, ctx, empty, header, pick_by_id, show_error, unavailable
+from dashboard.ui import Ctx, ctx, empty, header, selectable_table, show_error, unavailable
 
 KINDS = ["", "missing_in_erp", "orphan_in_erp", "amount_mismatch", "currency_mismatch",
          "status_mismatch", "duplicate_posting", "posted_but_missing",
@@ -159,10 +159,7 @@ def _drill(c: Ctx, m: dict[str, Any]) -> None:
                 return
             data.clear_live()
             st.session_state[_RESOLVED] = f"Mismatch {m['id']} resolved."
-            # Drawn again without it: the table above still listed it as open, and a selection
-            # kept by row position would now point at the mismatch after it.
-            for key in ("recon_selected", "recon_mismatch_table"):
-                st.session_state.pop(key, None)
+            # Drawn again: the table above still listed it as open.
             st.rerun()
 
 
@@ -193,10 +190,8 @@ def _replay(c: Ctx, m: dict[str, Any]) -> None:
         st.success(f"Replay started: {started}. The next reconciliation run shows if it fixed it.")
 
 
-def _picked(rows: list[dict[str, Any]], event: Any) -> dict[str, Any] | None:
+def _picked(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The mismatch last picked in the table, else the one a link or test named by id."""
-    pick_by_id(event, [r.get("id") for r in rows], table="recon_mismatch_table",
-               chosen="recon_selected")  # fmt: skip
     wanted = st.session_state.get("recon_selected") or st.query_params.get("mismatch")
     return next((r for r in rows if str(r.get("id")) == str(wanted)), None) if wanted else None
 
@@ -239,11 +234,11 @@ def _mismatches(c: Ctx) -> None:
     table = [{"ID": r.get("id"), "Kind": humanize(r.get("kind")), "Period": r.get("period") or "—",
               "Status": humanize(r.get("status")), "Amount at risk": money(*charts.amount_of(r)),
               "System": r.get("system") or "—", "Billing ID": r.get("source_id") or "—", "Target ID": r.get("target_id") or "—"} for r in rows]  # fmt: skip
-    event: Any = st.dataframe(table, hide_index=True, key="recon_mismatch_table", on_select="rerun",
-                              selection_mode="single-row")  # fmt: skip
+    selectable_table(table, [r.get("id") for r in rows], key="recon_mismatch_table",
+                     chosen="recon_selected")  # fmt: skip
     st.download_button("Export CSV", _csv(c, flt, rows), file_name="mismatches.csv", mime="text/csv",
                        key="recon_export", icon=":material/download:")  # fmt: skip
-    chosen = _picked(rows, event)
+    chosen = _picked(rows)
     if chosen is not None:
         st.divider()
         _drill(c, chosen)

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import charts, data
 from dashboard.client import ApiError
 from dashboard.format import ago, duration, humanize, money, parse_time, when
-from dashboard.ui import Ctx, ctx, empty, header, pick_by_id, show_error, state_badge
+from dashboard.ui import Ctx, ctx, empty, header, selectable_table, show_error, state_badge
 
 STATES = ["received", "pending", "running", "retrying", "posted", "exception",
           "manually_resolved", "reversed", "ignored"]  # fmt: skip
@@ -32,9 +32,9 @@ def _tx_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _pick(items: list[dict[str, Any]], key: str) -> None:
     """A selectable table of transactions; the chosen one opens below."""
-    event: Any = st.dataframe(_tx_rows(items), hide_index=True, key=key, on_select="rerun",
-                              selection_mode="single-row")  # fmt: skip
-    pick_by_id(event, [t["correlation_id"] for t in items], table=key, chosen="tx_selected")
+    selectable_table(
+        _tx_rows(items), [t["correlation_id"] for t in items], key=key, chosen="tx_selected"
+    )
 
 
 def _search(c: Ctx, query: str) -> None:
