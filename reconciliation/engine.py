@@ -3,8 +3,8 @@
 Pure: no database of ours, no network, no clock. Each call opens its own in-memory DuckDB
 connection (never the module-level default one, which `duckdb.sql()` shares process-wide),
 binds its values with `?`, runs the files in reconciliation/sql/ in name order (the rule
-files, one query per mismatch kind, together as one statement), and closes the connection. Inputs are Arrow tables or Parquet files; nothing iterates rows in
-Python.
+files, one query per mismatch kind, together as one statement), and closes the connection.
+Inputs are Arrow tables or Parquet files; nothing iterates rows in Python.
 """
 
 import os

@@ -1,8 +1,8 @@
 -- Revenue schedules created from an invoice must add up to what billing invoiced, in its currency.
 -- Any invoice whose schedules differ at all is a suspect (02_prepare.sql), so invoice_match has it.
 WITH revenue_off AS (
-    SELECT m.invoice_id, m.b_period AS period, m.b_amount AS amount_minor, m.b_currency AS currency,
-           m.b_status AS status, m.correlation_ids,
+    SELECT m.invoice_id, m.b_period AS period, m.b_amount AS amount_minor,
+           m.b_currency AS currency, m.b_status AS status, m.correlation_ids,
            r.total_minor, r.currency AS s_currency, r.mixed_currencies
     FROM invoice_match m
     JOIN revenue_by_invoice r ON r.invoice_id = m.invoice_id
