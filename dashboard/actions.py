@@ -70,7 +70,9 @@ def follow(c: Ctx) -> None:
             key="exc_replay_diff_table",
         )  # fmt: skip
 
-    @st.fragment(run_every="2s")
+    # Polled until it settles; after that (and after a resolution, settled at once) the state
+    # is read once per run of the page rather than every 2 s for as long as the page is open.
+    @st.fragment(run_every=None if st.session_state.get("exc_follow_settled") else "2s")
     def status() -> None:
         try:
             tx = c.client.transaction(str(cid))
