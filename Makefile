@@ -36,7 +36,7 @@ test: lint
 # Benchmarks (bench/, docs/performance.md): PostgreSQL and Redis from the same variables as the
 # tests; results go to bench/results/. bench-quick runs each at a size of about a minute.
 BENCH_ENV = CONCORD_TEST_DATABASE_URL=$${CONCORD_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
-BENCHES := e2e_throughput latency intake lineage_writes lookup dashboard_load sla_keeper
+BENCHES := e2e_throughput latency intake lineage_writes lookup dashboard_load sla_keeper http_client
 
 bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m bench.reconcile
