@@ -6,6 +6,7 @@ row and refuses what is unsafe (a busy transaction, an identity change in an edi
 
 import difflib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
@@ -17,6 +18,7 @@ from dashboard.ui import Ctx, show_error, state_badge
 
 RESOLUTIONS = ["fixed_in_target", "posted_by_hand", "not_needed", "duplicate", "other"]
 SETTLED = {"posted", "exception", "manually_resolved", "reversed", "ignored"}
+BULK_UNFINISHED = {"pending", "running"}
 # Known canonical fields, in the order the API's canonical Invoice model lists them.
 PAYLOAD_FIELDS = ("invoice_id", "customer_id", "subscription_id", "amount_minor", "currency")
 
@@ -197,13 +199,19 @@ def bulk_panel(c: Ctx, workflow: str | None) -> None:
     """Bulk replay by the current filter: dry run, confirm with the count, then follow progress."""
     flt: dict[str, Any] = {"state": ["exception"], **({"workflow": workflow} if workflow else {})}
     st.caption(
-        f"Replays every transaction in state exception{f' of workflow {workflow}' if workflow else ''}."
+        f"Replays every transaction in state exception{f' of workflow {workflow}' if workflow else ''}"
+        " received before the preview."
     )
     if st.button("Preview (dry run)", key="exc_bulk_preview_go", icon=":material/preview:"):
+        # Pinned to the moment of the preview: transactions that fail while the user reads and
+        # confirms would change the set, and the API refuses a count that no longer matches.
+        pinned = {**flt, "until": datetime.now(UTC).isoformat()}
+        st.session_state.pop("exc_bulk_confirm", None)  # a new count needs a new confirmation
         try:
             st.session_state["exc_bulk_preview"] = {
                 "filter": flt,
-                **c.client.bulk_replay_create(flt, dry_run=True),
+                "pinned": pinned,
+                **c.client.bulk_replay_create(pinned, dry_run=True),
             }
         except ApiError as exc:
             show_error(exc, doing="preview the bulk replay")
@@ -211,8 +219,9 @@ def bulk_panel(c: Ctx, workflow: str | None) -> None:
     if preview and preview["filter"] == flt:
         cols = st.columns(3)
         cols[0].metric("Would replay", f"{preview['count']:,}")
-        cols[1].metric("Target already holds", f"{preview['already_held']:,}",
-                       help="Found, not posted again, on replay")  # fmt: skip
+        cols[1].metric("Some steps already done", f"{preview['already_held']:,}",
+                       help="Transactions with a record already in a target system: replay "
+                            "finds those records and does not post them again")  # fmt: skip
         cols[2].metric("Allowed at once", f"{preview['max_allowed']:,}")
         if preview["sample"]:
             st.dataframe([{"Correlation ID": t["correlation_id"], "Invoice": t.get("invoice_id") or "—",
@@ -225,7 +234,7 @@ def bulk_panel(c: Ctx, workflow: str | None) -> None:
         if st.button("Start bulk replay", key="exc_bulk_go", type="primary",
                      disabled=not (sure and reason.strip() and preview["count"])):  # fmt: skip
             try:
-                job = c.client.bulk_replay_create(flt, dry_run=False, expected_count=preview["count"],
+                job = c.client.bulk_replay_create(preview["pinned"], dry_run=False, expected_count=preview["count"],
                                                   reason=reason, name=f"exceptions {workflow or 'all'}")  # fmt: skip
             except ApiError as exc:
                 show_error(exc, doing="start the bulk replay")
@@ -233,6 +242,8 @@ def bulk_panel(c: Ctx, workflow: str | None) -> None:
             st.session_state["exc_bulk_job"] = job["id"]
             st.session_state.pop("exc_bulk_preview", None)
             data.clear_live()
+            # Drawn again: the preview and its confirmation go, the job's progress shows.
+            st.rerun()
     bulk_progress(c)
 
 
@@ -241,7 +252,9 @@ def bulk_progress(c: Ctx) -> None:
     if job_id is None:
         return
 
-    @st.fragment(run_every="2s")
+    # Polled while the job runs; once it has finished, read once per run of the page rather
+    # than every 2 s for as long as the page stays open.
+    @st.fragment(run_every=None if st.session_state.get("exc_bulk_finished") == job_id else "2s")
     def progress() -> None:
         try:
             job = c.client.bulk_replay(int(job_id))
@@ -253,11 +266,17 @@ def bulk_progress(c: Ctx) -> None:
                     text=f"Bulk replay #{job['id']} — {humanize(job['state'])}: {job['done']} of {job['expected_count']}")  # fmt: skip
         if job["progress"]:
             st.caption(" · ".join(f"{humanize(k)} {v}" for k, v in sorted(job["progress"].items())))
-        if job["state"] in {"pending", "running"} and st.button("Cancel", key="exc_bulk_cancel"):
-            try:
-                c.client.bulk_replay_cancel(int(job_id))
-            except ApiError as exc:
-                show_error(exc, doing="cancel")
+        if job["state"] in BULK_UNFINISHED:
+            if st.button("Cancel", key="exc_bulk_cancel"):
+                try:
+                    c.client.bulk_replay_cancel(int(job_id))
+                except ApiError as exc:
+                    show_error(exc, doing="cancel")
+        elif st.session_state.get("exc_bulk_finished") != job_id:
+            # Once: the queue and tiles around this fragment must show what the replays did.
+            st.session_state["exc_bulk_finished"] = job_id
+            data.clear_live()
+            st.rerun(scope="app")
 
     progress()
 

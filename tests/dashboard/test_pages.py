@@ -4,6 +4,7 @@ Controls are checked by their effect through the API (transaction state, the aud
 the test proves the dashboard called the right endpoint with the signed-in user's key.
 """
 
+import asyncio
 import json
 import re
 import time
@@ -18,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from lineage.enums import Role
 from orchestrator.client.queue import enqueue_wakeup, queue_pool
 from orchestrator.worker import build_worker
-from tests.dashboard.conftest import Seeded, auth
+from tests.dashboard.conftest import Seeded, auth, make_exception
 
 APP = Path(__file__).parents[2] / "dashboard" / "app.py"
 READERS = [Role.VIEWER, Role.EXECUTIVE, Role.FINANCE, Role.OPS, Role.ADMIN]
@@ -320,6 +321,55 @@ def test_ops_bulk_replay_previews_then_starts_only_after_confirmation(seeded: Se
         "ERP outage over",
     )
     assert at.session_state["exc_bulk_job"] == job["id"]
+    # Drawn again after the start: the preview and its confirmation are gone.
+    assert "Would replay" not in [m.label for m in at.metric]
+    assert "exc_bulk_go" not in keys_of(at)
+
+    deadline = time.monotonic() + 20
+    while job["state"] in ("pending", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = httpx.get(f"{seeded.api_url}/v1/replays/{job['id']}",
+                        headers=auth(seeded.keys[Role.VIEWER])).json()  # fmt: skip
+    at.run()
+
+    # Seen finished once: the page is drawn again around it and the progress stops polling.
+    assert not at.exception, at.exception
+    assert at.session_state["exc_bulk_finished"] == job["id"]
+    assert "exc_bulk_cancel" not in keys_of(at)
+
+
+def test_ops_bulk_replay_takes_the_previewed_set_when_more_fail_meanwhile(
+    seeded: Seeded,
+) -> None:
+    at = page(signed_in(seeded, Role.OPS), "exceptions")
+    at.button(key="exc_bulk_preview_go").click().run()
+    assert {m.label: m.value for m in at.metric}["Would replay"] == "1"
+
+    # Another transaction fails while the user types the reason and confirms.
+    async def one_more() -> str:
+        async with httpx.AsyncClient(base_url=seeded.api_url) as client:
+            cid, _ = await make_exception(client, seeded.worker, key=seeded.keys[Role.VIEWER])
+            return cid
+
+    later = asyncio.run(one_more())
+    at.text_input(key="exc_bulk_reason").input("ERP outage over")
+    at.checkbox(key="exc_bulk_confirm").check()
+    at.run()
+    at.button(key="exc_bulk_go").click().run()
+
+    # Started with the set the user saw (no "count_mismatch" refusal), and only that set.
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    [job] = httpx.get(f"{seeded.api_url}/v1/replays", headers=auth(seeded.keys[Role.VIEWER])).json()
+    detail = httpx.get(f"{seeded.api_url}/v1/replays/{job['id']}",
+                       headers=auth(seeded.keys[Role.VIEWER])).json()  # fmt: skip
+    assert [i["correlation_id"] for i in detail["items"]] == [seeded.failed]
+    assert tx(seeded, later)["run_count"] == 1
+
+    # A new preview counts it, and asks for a new confirmation.
+    at.button(key="exc_bulk_preview_go").click().run()
+    assert not at.checkbox(key="exc_bulk_confirm").value
 
 
 def test_search_by_invoice_opens_the_transaction_with_its_timeline(seeded: Seeded) -> None:
