@@ -34,6 +34,7 @@ def transaction_filter(f: TransactionFilterIn) -> queries.TransactionFilter:
         min_amount_minor=f.min_amount_minor,
         max_amount_minor=f.max_amount_minor,
         currency=f.currency,
+        updated_until=f.updated_until,
     )
 
 

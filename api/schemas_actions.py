@@ -128,6 +128,9 @@ class TransactionFilterIn(InputModel):
     min_amount_minor: Amount | None = None
     max_amount_minor: Amount | None = None
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")] | None = None
+    # Only transactions last changed before this moment: pinned at a dry run, it keeps those
+    # that fail while the operator confirms out of the set, so the count still matches.
+    updated_until: datetime | None = None
 
 
 class BulkReplayCreate(InputModel):

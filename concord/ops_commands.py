@@ -180,6 +180,9 @@ def _replay_bulk(
     api_url: str | None,
     key: str | None,
 ) -> None:
+    # Pinned at the dry run: transactions that fail while the operator confirms stay out of the
+    # set, so its count still matches when the job starts.
+    flt = {**flt, "updated_until": datetime.now(UTC).isoformat()}
     with api_session(api_url, key) as client:
         preview = checked(client.post("/v1/replays", json={"filter": flt, "dry_run": True}))
         count = int(preview["count"])

@@ -200,12 +200,13 @@ def bulk_panel(c: Ctx, workflow: str | None) -> None:
     flt: dict[str, Any] = {"state": ["exception"], **({"workflow": workflow} if workflow else {})}
     st.caption(
         f"Replays every transaction in state exception{f' of workflow {workflow}' if workflow else ''}"
-        " received before the preview."
+        " that was already in it at the preview."
     )
     if st.button("Preview (dry run)", key="exc_bulk_preview_go", icon=":material/preview:"):
         # Pinned to the moment of the preview: transactions that fail while the user reads and
-        # confirms would change the set, and the API refuses a count that no longer matches.
-        pinned = {**flt, "until": datetime.now(UTC).isoformat()}
+        # confirms (new ones, and retries of older ones) would change the set, and the API
+        # refuses a count that no longer matches.
+        pinned = {**flt, "updated_until": datetime.now(UTC).isoformat()}
         st.session_state.pop("exc_bulk_confirm", None)  # a new count needs a new confirmation
         try:
             st.session_state["exc_bulk_preview"] = {

@@ -36,6 +36,8 @@ class TransactionFilter:
     min_amount_minor: int | None = None
     max_amount_minor: int | None = None
     currency: str | None = None
+    # Last changed before this moment: a set that later changes cannot join (bulk replay).
+    updated_until: datetime | None = None
 
 
 def encode_cursor(tx: BusinessTransaction) -> str:
@@ -65,6 +67,8 @@ def transactions_query(flt: TransactionFilter) -> Select[BusinessTransaction]:
         query = query.where(tx.received_at >= flt.since)
     if flt.until:
         query = query.where(tx.received_at < flt.until)
+    if flt.updated_until:
+        query = query.where(tx.updated_at < flt.updated_until)
     if flt.business_key:
         key = flt.business_key
         query = query.where(

@@ -1,6 +1,7 @@
 """Bulk replay jobs: the blast radius, cancellation, and resuming a job after a restart."""
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -155,3 +156,48 @@ async def test_an_unfinished_job_resumes_when_the_api_starts(
     assert {(r.actor, (r.detail or {}).get("bulk_replay_id")) for r in replays} == {
         ("test-ops", bulk_id)
     }
+
+
+async def test_a_set_pinned_at_its_dry_run_keeps_later_failures_out(
+    client: httpx.AsyncClient,
+    api_keys: dict[Role, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    [before] = await _failed(sessionmaker, 1)
+    await asyncio.sleep(0.01)
+    pinned = utc_now()
+    await asyncio.sleep(0.01)
+    # Received before the pin, failed after it: a retry that ran out while ops confirmed.
+    async with sessionmaker.begin() as session:
+        later = await add_transaction(
+            session, state=TxState.EXCEPTION, received_at=pinned - timedelta(minutes=1)
+        )
+        await add_run(session, later, succeeded=False)
+    ops = auth(api_keys[Role.OPS])
+    flt = {"state": ["exception"], "updated_until": pinned.isoformat()}
+
+    preview = ok(
+        await client.post("/v1/replays", json={"filter": flt, "dry_run": True}, headers=ops)
+    )
+    unpinned = ok(
+        await client.post(
+            "/v1/replays", json={"filter": {"state": ["exception"]}, "dry_run": True}, headers=ops
+        )
+    )
+    created = ok(
+        await client.post(
+            "/v1/replays",
+            json={"filter": flt, "expected_count": 1, "reason": "ERP outage over"},
+            headers=ops,
+        ),
+        202,
+    )
+
+    assert isinstance(preview, dict)
+    assert isinstance(unpinned, dict)
+    assert isinstance(created, dict)
+    assert (preview["count"], unpinned["count"]) == (1, 2)
+    assert [t["correlation_id"] for t in preview["sample"]] == [before]
+    async with sessionmaker() as session:
+        items = await bulk.items(session, created["id"])
+    assert [i.correlation_id for i in items] == [before]

@@ -19,7 +19,13 @@ from streamlit.testing.v1 import AppTest
 from lineage.enums import Role
 from orchestrator.client.queue import enqueue_wakeup, queue_pool
 from orchestrator.worker import build_worker
-from tests.dashboard.conftest import Seeded, auth, make_exception
+from tests.dashboard.conftest import (
+    DEAD_ERP,
+    Seeded,
+    auth,
+    post_invoice,
+    run_until_settled,
+)
 
 APP = Path(__file__).parents[2] / "dashboard" / "app.py"
 READERS = [Role.VIEWER, Role.EXECUTIVE, Role.FINANCE, Role.OPS, Role.ADMIN]
@@ -342,17 +348,25 @@ def test_ops_bulk_replay_previews_then_starts_only_after_confirmation(seeded: Se
 def test_ops_bulk_replay_takes_the_previewed_set_when_more_fail_meanwhile(
     seeded: Seeded,
 ) -> None:
+    async def received() -> str:
+        async with httpx.AsyncClient(base_url=seeded.api_url) as client:
+            cid, _ = await post_invoice(client)
+            return cid
+
+    async def fail(cid: str) -> str:
+        dead = seeded.worker.model_copy(update={"erp_url": DEAD_ERP, "max_attempts": 1})
+        async with httpx.AsyncClient(base_url=seeded.api_url) as client:
+            return await run_until_settled(client, dead, cid, key=seeded.keys[Role.VIEWER])
+
+    # Received before the dry run, failed after it, while the user types the reason and
+    # confirms (a retry running out), and then one received and failed after it.
+    later = asyncio.run(received())
     at = page(signed_in(seeded, Role.OPS), "exceptions")
     at.button(key="exc_bulk_preview_go").click().run()
     assert {m.label: m.value for m in at.metric}["Would replay"] == "1"
-
-    # Another transaction fails while the user types the reason and confirms.
-    async def one_more() -> str:
-        async with httpx.AsyncClient(base_url=seeded.api_url) as client:
-            cid, _ = await make_exception(client, seeded.worker, key=seeded.keys[Role.VIEWER])
-            return cid
-
-    later = asyncio.run(one_more())
+    assert asyncio.run(fail(later)) == "exception"
+    newer = asyncio.run(received())
+    assert asyncio.run(fail(newer)) == "exception"
     at.text_input(key="exc_bulk_reason").input("ERP outage over")
     at.checkbox(key="exc_bulk_confirm").check()
     at.run()
@@ -365,10 +379,11 @@ def test_ops_bulk_replay_takes_the_previewed_set_when_more_fail_meanwhile(
     detail = httpx.get(f"{seeded.api_url}/v1/replays/{job['id']}",
                        headers=auth(seeded.keys[Role.VIEWER])).json()  # fmt: skip
     assert [i["correlation_id"] for i in detail["items"]] == [seeded.failed]
-    assert tx(seeded, later)["run_count"] == 1
+    assert (tx(seeded, later)["run_count"], tx(seeded, newer)["run_count"]) == (1, 1)
 
-    # A new preview counts it, and asks for a new confirmation.
+    # A new dry run counts the two that failed since, and asks for a new confirmation.
     at.button(key="exc_bulk_preview_go").click().run()
+    assert {m.label: m.value for m in at.metric}["Would replay"] == "2"
     assert not at.checkbox(key="exc_bulk_confirm").value
 
 
