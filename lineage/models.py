@@ -358,6 +358,9 @@ class ReconciliationRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     finished_at: Mapped[datetime | None]
+    # Written every few seconds while the run works: a running run whose beat stopped belongs
+    # to a process that died, and no longer blocks its period.
+    heartbeat_at: Mapped[datetime | None]
 
 
 class Mismatch(Base):

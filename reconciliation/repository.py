@@ -4,10 +4,10 @@ import base64
 import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage.errors import InvalidCursor
@@ -64,14 +64,26 @@ async def start_run(
     requested_by: str | None,
     tolerance_minor: int,
     now: datetime,
+    stale_after: timedelta = timedelta(minutes=2),
 ) -> ReconciliationRun:
+    """A new running run of `period`; RunInProgress while another is. A running run whose
+    heartbeat is older than `stale_after` is taken as abandoned (its process died before it
+    could record how it ended) and marked failed, so the period is not blocked for good."""
     running = await session.scalar(
-        select(ReconciliationRun.id).where(
+        select(ReconciliationRun).where(
             ReconciliationRun.period == period, ReconciliationRun.state == RunState.RUNNING
         )
     )
     if running is not None:
-        raise RunInProgress(period, running)
+        last_beat = running.heartbeat_at or running.started_at
+        if last_beat > now - stale_after:
+            raise RunInProgress(period, running.id)
+        running.state, running.finished_at = RunState.FAILED, now
+        running.error = (
+            f"abandoned: no heartbeat since {last_beat.isoformat()}; the process running it "
+            "stopped before it could record how it ended"
+        )
+        await session.flush()
     run = ReconciliationRun(
         period=period,
         state=RunState.RUNNING,
@@ -84,10 +96,20 @@ async def start_run(
         new_count=0,
         auto_resolved_count=0,
         started_at=now,
+        heartbeat_at=now,
     )
     session.add(run)
     await session.flush()
     return run
+
+
+async def beat(session: AsyncSession, run_id: int, *, now: datetime) -> None:
+    """The run is still working (nothing if it has already ended)."""
+    await session.execute(
+        update(ReconciliationRun)
+        .where(ReconciliationRun.id == run_id, ReconciliationRun.state == RunState.RUNNING)
+        .values(heartbeat_at=now)
+    )
 
 
 async def get_run(session: AsyncSession, run_id: int) -> ReconciliationRun:

@@ -5,8 +5,10 @@ run is working, and a failure leaves a failed run with its error rather than not
 """
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,17 @@ from reconciliation.snapshots import TABLES
 from reconciliation.sources import Snapshot, SnapshotSource, check_period
 from reconciliation.states import RunState
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     runs_dir: Path = Path("reconciliation-runs")
     tolerance: Tolerance = Tolerance()
     threads: int | None = None
+    # A running run whose heartbeat is this old no longer blocks its period; a run beats four
+    # times as often.
+    stale_after: timedelta = timedelta(minutes=2)
 
 
 def summarize(result: Result) -> dict[str, Any]:
@@ -106,8 +113,10 @@ async def run_reconciliation(
             requested_by=requested_by,
             tolerance_minor=options.tolerance.default_minor,
             now=utc_now(),
+            stale_after=options.stale_after,
         )
         run_id = run.id
+    beating = asyncio.create_task(_beat(sessionmaker, run_id, options.stale_after / 4))
     try:
         snapshot = await _collect(sessionmaker, run_id, period, sources)
         directory = options.runs_dir / str(run_id)
@@ -139,11 +148,37 @@ async def run_reconciliation(
             run.finished_at = utc_now()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:4000]
-        async with sessionmaker.begin() as session:
-            run = await repository.get_run(session, run_id)
-            run.state, run.error, run.finished_at = RunState.FAILED, error, utc_now()
+        await _fail(sessionmaker, run_id, error)
         raise RunFailed(run_id, error) from exc
+    except asyncio.CancelledError:
+        # The worker or API stopping mid-run: say so, or the run blocks its period until it
+        # goes stale. Shielded, so that the write is not cancelled in turn.
+        await asyncio.shield(
+            _fail(sessionmaker, run_id, "cancelled: the process running it was stopping")
+        )
+        raise
+    finally:
+        beating.cancel()
     return run_id
+
+
+async def _beat(
+    sessionmaker: async_sessionmaker[AsyncSession], run_id: int, every: timedelta
+) -> None:
+    while True:
+        await asyncio.sleep(every.total_seconds())
+        try:
+            async with sessionmaker.begin() as session:
+                await repository.beat(session, run_id, now=utc_now())
+        except Exception:
+            # A missed beat only risks the run being taken as abandoned later; the run goes on.
+            log.warning("reconciliation heartbeat failed", exc_info=True, extra={"run_id": run_id})
+
+
+async def _fail(sessionmaker: async_sessionmaker[AsyncSession], run_id: int, error: str) -> None:
+    async with sessionmaker.begin() as session:
+        run = await repository.get_run(session, run_id)
+        run.state, run.error, run.finished_at = RunState.FAILED, error, utc_now()
 
 
 async def load_run(

@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +21,7 @@ def options(settings: ReconciliationSettings) -> RunOptions:
             settings.reconciliation_tolerance_minor,
             settings.reconciliation_tolerance_by_currency,
         ),
+        stale_after=timedelta(seconds=settings.reconciliation_stale_after_s),
     )
 
 

@@ -20,5 +20,8 @@ class ReconciliationSettings(LineageSettings):
     reconciliation_crm_url: str | None = None
     reconciliation_crm_token: str | None = None
     reconciliation_http_timeout_s: float = Field(default=30.0, gt=0)
+    # A running run that has not written its heartbeat for this long (its process died) is
+    # marked failed by the next run of its period instead of refusing it.
+    reconciliation_stale_after_s: float = Field(default=120.0, gt=0)
     # Workflows whose transactions post billing invoices to the ERP.
     reconciliation_invoice_workflows: tuple[str, ...] = ("invoice_generated",)

@@ -72,6 +72,9 @@ class RunRead(BaseModel):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    heartbeat_at: datetime | None = Field(
+        description="Last sign of life of a running run (docs/reconciliation.md)"
+    )
 
 
 class RefRead(BaseModel):

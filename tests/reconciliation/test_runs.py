@@ -1,6 +1,8 @@
 """Runs and the mismatch lifecycle, on SQLite and PostgreSQL: the same difference is the same
 mismatch; a fixed one is auto-resolved; a person's resolution holds until the values change."""
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -9,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.clock import utc_now
-from lineage.models import Mismatch
+from lineage.models import Mismatch, ReconciliationRun
 from reconciliation import repository
 from reconciliation.engine import Tolerance
 from reconciliation.errors import MismatchNotOpen, RunFailed, RunInProgress
 from reconciliation.runner import RunOptions, load_run, rerun_offline, run_reconciliation
-from reconciliation.sources import ParquetDirectorySource
+from reconciliation.sources import ParquetDirectorySource, Snapshot
 from tests.reconciliation.world import PERIOD, World, clean_world
 
 SM = async_sessionmaker[AsyncSession]
@@ -210,3 +212,114 @@ async def test_a_period_being_reconciled_refuses_a_second_run(sessionmaker: SM) 
                 now=utc_now(),
             )
     assert busy.value.run_id == first.id
+
+
+async def test_a_run_left_running_by_a_killed_process_stops_blocking_once_stale(
+    sessionmaker: SM, tmp_path: Path
+) -> None:
+    async with sessionmaker.begin() as session:
+        stuck = await repository.start_run(
+            session,
+            period=PERIOD,
+            trigger="cron",
+            requested_by=None,
+            tolerance_minor=0,
+            now=utc_now() - timedelta(hours=2),
+        )
+    options = RunOptions(runs_dir=tmp_path / "runs", stale_after=timedelta(minutes=2))
+
+    run_id = await run_reconciliation(
+        sessionmaker,
+        period=PERIOD,
+        sources=[_snapshot(clean_world(), tmp_path / "in")],
+        options=options,
+        trigger="test",
+    )
+
+    abandoned = await load_run(sessionmaker, stuck.id)
+    assert abandoned.state == "failed"
+    assert abandoned.error is not None
+    assert abandoned.error.startswith(
+        f"abandoned: no heartbeat since {stuck.started_at.isoformat()}"
+    )
+    assert abandoned.finished_at is not None
+    assert (await load_run(sessionmaker, run_id)).state == "succeeded"
+
+
+class _Hanging:
+    """A system that never answers, so the run can be stopped in the middle."""
+
+    name = "hanging"
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+
+    async def fetch(self, period: str) -> Snapshot:
+        self.asked.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_run_cancelled_by_its_process_stopping_is_failed_and_frees_the_period(
+    sessionmaker: SM, tmp_path: Path
+) -> None:
+    hanging = _Hanging()
+    task = asyncio.create_task(
+        run_reconciliation(
+            sessionmaker,
+            period=PERIOD,
+            sources=[hanging],
+            options=RunOptions(runs_dir=tmp_path / "runs"),
+            trigger="cron",
+        )
+    )
+    await asyncio.wait_for(hanging.asked.wait(), timeout=10)
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async with sessionmaker() as session:
+        [run] = await session.scalars(select(ReconciliationRun))
+    assert (run.state, run.error) == ("failed", "cancelled: the process running it was stopping")
+    # The next run of the period is not refused as "in progress".
+    after = await _run(sessionmaker, clean_world(), tmp_path)
+    assert (await load_run(sessionmaker, after)).state == "succeeded"
+
+
+async def test_a_working_run_keeps_beating_and_keeps_its_period(
+    sessionmaker: SM, tmp_path: Path
+) -> None:
+    hanging = _Hanging()
+    stale_after = timedelta(seconds=0.4)
+    task = asyncio.create_task(
+        run_reconciliation(
+            sessionmaker,
+            period=PERIOD,
+            sources=[hanging],
+            options=RunOptions(runs_dir=tmp_path / "runs", stale_after=stale_after),
+            trigger="cron",
+        )
+    )
+    try:
+        await asyncio.wait_for(hanging.asked.wait(), timeout=10)
+        await asyncio.sleep(1.0)  # more than twice stale_after since it started
+
+        async with sessionmaker.begin() as session:
+            with pytest.raises(RunInProgress):
+                await repository.start_run(
+                    session,
+                    period=PERIOD,
+                    trigger="test",
+                    requested_by=None,
+                    tolerance_minor=0,
+                    now=utc_now(),
+                    stale_after=stale_after,
+                )
+        async with sessionmaker() as session:
+            [run] = await session.scalars(select(ReconciliationRun))
+        assert run.heartbeat_at is not None
+        assert run.heartbeat_at > run.started_at + stale_after
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
