@@ -17,6 +17,9 @@ def test_a_run_of_ports_is_free_and_below_the_ephemeral_range() -> None:
             for port in range(first, first + 4):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 held.append(sock)
+                # As a server binds (uvicorn, redis-server): a port that an earlier test's
+                # server left in TIME_WAIT is free to it, and refused only without this.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("127.0.0.1", port))
         finally:
             for sock in held:
