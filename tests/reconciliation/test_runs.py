@@ -2,7 +2,7 @@
 mismatch; a fixed one is auto-resolved; a person's resolution holds until the values change."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -191,41 +191,34 @@ async def test_a_failing_source_leaves_a_failed_run_with_its_error(
     await _run(sessionmaker, clean_world(), tmp_path)
 
 
-async def test_a_period_being_reconciled_refuses_a_second_run(sessionmaker: SM) -> None:
+async def _start(
+    sessionmaker: SM, *, now: datetime | None = None, stale_after: timedelta | None = None
+) -> ReconciliationRun:
+    """repository.start_run of PERIOD in a transaction of its own."""
+    extra = {} if stale_after is None else {"stale_after": stale_after}
     async with sessionmaker.begin() as session:
-        first = await repository.start_run(
+        return await repository.start_run(
             session,
             period=PERIOD,
             trigger="test",
             requested_by=None,
             tolerance_minor=0,
-            now=utc_now(),
+            now=now or utc_now(),
+            **extra,
         )
-    async with sessionmaker.begin() as session:
-        with pytest.raises(RunInProgress) as busy:
-            await repository.start_run(
-                session,
-                period=PERIOD,
-                trigger="test",
-                requested_by=None,
-                tolerance_minor=0,
-                now=utc_now(),
-            )
+
+
+async def test_a_period_being_reconciled_refuses_a_second_run(sessionmaker: SM) -> None:
+    first = await _start(sessionmaker)
+    with pytest.raises(RunInProgress) as busy:
+        await _start(sessionmaker)
     assert busy.value.run_id == first.id
 
 
 async def test_a_run_left_running_by_a_killed_process_stops_blocking_once_stale(
     sessionmaker: SM, tmp_path: Path
 ) -> None:
-    async with sessionmaker.begin() as session:
-        stuck = await repository.start_run(
-            session,
-            period=PERIOD,
-            trigger="cron",
-            requested_by=None,
-            tolerance_minor=0,
-            now=utc_now() - timedelta(hours=2),
-        )
+    stuck = await _start(sessionmaker, now=utc_now() - timedelta(hours=2))
     options = RunOptions(runs_dir=tmp_path / "runs", stale_after=timedelta(minutes=2))
 
     run_id = await run_reconciliation(
@@ -260,20 +253,28 @@ class _Hanging:
         raise AssertionError("unreachable")
 
 
-async def test_a_run_cancelled_by_its_process_stopping_is_failed_and_frees_the_period(
-    sessionmaker: SM, tmp_path: Path
-) -> None:
+async def _hanging_run(
+    sessionmaker: SM, tmp_path: Path, options: RunOptions | None = None
+) -> asyncio.Task[int]:
+    """A run in its own task, once it is waiting on a system that never answers."""
     hanging = _Hanging()
     task = asyncio.create_task(
         run_reconciliation(
             sessionmaker,
             period=PERIOD,
             sources=[hanging],
-            options=RunOptions(runs_dir=tmp_path / "runs"),
+            options=options or RunOptions(runs_dir=tmp_path / "runs"),
             trigger="cron",
         )
     )
     await asyncio.wait_for(hanging.asked.wait(), timeout=10)
+    return task
+
+
+async def test_a_run_cancelled_by_its_process_stopping_is_failed_and_frees_the_period(
+    sessionmaker: SM, tmp_path: Path
+) -> None:
+    task = await _hanging_run(sessionmaker, tmp_path)
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -290,32 +291,14 @@ async def test_a_run_cancelled_by_its_process_stopping_is_failed_and_frees_the_p
 async def test_a_working_run_keeps_beating_and_keeps_its_period(
     sessionmaker: SM, tmp_path: Path
 ) -> None:
-    hanging = _Hanging()
     stale_after = timedelta(seconds=0.4)
-    task = asyncio.create_task(
-        run_reconciliation(
-            sessionmaker,
-            period=PERIOD,
-            sources=[hanging],
-            options=RunOptions(runs_dir=tmp_path / "runs", stale_after=stale_after),
-            trigger="cron",
-        )
-    )
+    options = RunOptions(runs_dir=tmp_path / "runs", stale_after=stale_after)
+    task = await _hanging_run(sessionmaker, tmp_path, options)
     try:
-        await asyncio.wait_for(hanging.asked.wait(), timeout=10)
         await asyncio.sleep(1.0)  # more than twice stale_after since it started
 
-        async with sessionmaker.begin() as session:
-            with pytest.raises(RunInProgress):
-                await repository.start_run(
-                    session,
-                    period=PERIOD,
-                    trigger="test",
-                    requested_by=None,
-                    tolerance_minor=0,
-                    now=utc_now(),
-                    stale_after=stale_after,
-                )
+        with pytest.raises(RunInProgress):
+            await _start(sessionmaker, stale_after=stale_after)
         async with sessionmaker() as session:
             [run] = await session.scalars(select(ReconciliationRun))
         assert run.heartbeat_at is not None
