@@ -41,10 +41,16 @@ def transaction_filter(f: TransactionFilterIn) -> queries.TransactionFilter:
 async def dry_run(
     session: AsyncSession, bulk_in: BulkReplayCreate, *, max_allowed: int
 ) -> BulkReplayPreview:
+    pinned = bulk_in.filter
+    if pinned.updated_until is None:
+        # Pinned by the server's clock, not the client's: a client clock running ahead would let
+        # failures after the dry run into the set, and the start would be refused for them.
+        pinned = pinned.model_copy(update={"updated_until": utc_now()})
     count, held, sample = await bulk.preview(
-        session, transaction_filter(bulk_in.filter), sample=SAMPLE_SIZE
+        session, transaction_filter(pinned), sample=SAMPLE_SIZE
     )
     return BulkReplayPreview(
+        filter=pinned,
         count=count,
         max_allowed=max_allowed,
         already_held=held,

@@ -144,6 +144,9 @@ class BulkReplayCreate(InputModel):
 
 class BulkReplayPreview(BaseModel):
     dry_run: Literal[True] = True
+    # The filter counted, `updated_until` set to the dry run's moment unless it was given: sent
+    # back with `expected_count`, it keeps transactions that fail meanwhile out of the set.
+    filter: TransactionFilterIn
     count: int
     max_allowed: int
     already_held: int

@@ -180,11 +180,11 @@ def _replay_bulk(
     api_url: str | None,
     key: str | None,
 ) -> None:
-    # Pinned at the dry run: transactions that fail while the operator confirms stay out of the
-    # set, so its count still matches when the job starts.
-    flt = {**flt, "updated_until": datetime.now(UTC).isoformat()}
     with api_session(api_url, key) as client:
         preview = checked(client.post("/v1/replays", json={"filter": flt, "dry_run": True}))
+        # Pinned by the dry run (updated_until): transactions that fail while the operator
+        # confirms stay out of the set, so its count still matches when the job starts.
+        flt = preview["filter"]
         count = int(preview["count"])
         typer.echo(
             f"{count} transaction{'s' if count != 1 else ''} match "

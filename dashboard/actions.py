@@ -6,7 +6,6 @@ row and refuses what is unsafe (a busy transaction, an identity change in an edi
 
 import difflib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
@@ -203,21 +202,18 @@ def bulk_panel(c: Ctx, workflow: str | None) -> None:
         " that was already in it at the preview."
     )
     if st.button("Preview (dry run)", key="exc_bulk_preview_go", icon=":material/preview:"):
-        # Pinned to the moment of the preview: transactions that fail while the user reads and
-        # confirms (new ones, and retries of older ones) would change the set, and the API
-        # refuses a count that no longer matches.
-        pinned = {**flt, "updated_until": datetime.now(UTC).isoformat()}
         st.session_state.pop("exc_bulk_confirm", None)  # a new count needs a new confirmation
         try:
+            # The answer's filter is pinned to the moment of the preview (updated_until):
+            # transactions that fail while the user reads and confirms stay out of the set.
             st.session_state["exc_bulk_preview"] = {
-                "filter": flt,
-                "pinned": pinned,
-                **c.client.bulk_replay_create(pinned, dry_run=True),
+                "for": flt,
+                **c.client.bulk_replay_create(flt, dry_run=True),
             }
         except ApiError as exc:
             show_error(exc, doing="preview the bulk replay")
     preview = st.session_state.get("exc_bulk_preview")
-    if preview and preview["filter"] == flt:
+    if preview and preview["for"] == flt:
         cols = st.columns(3)
         cols[0].metric("Would replay", f"{preview['count']:,}")
         cols[1].metric("Some steps already done", f"{preview['already_held']:,}",
@@ -235,7 +231,7 @@ def bulk_panel(c: Ctx, workflow: str | None) -> None:
         if st.button("Start bulk replay", key="exc_bulk_go", type="primary",
                      disabled=not (sure and reason.strip() and preview["count"])):  # fmt: skip
             try:
-                job = c.client.bulk_replay_create(preview["pinned"], dry_run=False, expected_count=preview["count"],
+                job = c.client.bulk_replay_create(preview["filter"], dry_run=False, expected_count=preview["count"],
                                                   reason=reason, name=f"exceptions {workflow or 'all'}")  # fmt: skip
             except ApiError as exc:
                 show_error(exc, doing="start the bulk replay")

@@ -165,6 +165,8 @@ async def test_replay_one_then_bulk_by_filter(
     assert [(j["name"], j["reason"], j["done"]) for j in jobs] == [
         ("erp-outage", "ERP outage over", 2)
     ]
+    # Started with the filter its dry run pinned, not one that would take later failures in.
+    assert set(jobs[0]["filter"]) == {"state", "updated_until"}
     for cid in (second, third):
         assert state_of(api_url, ops, cid) in ("pending", "running", "retrying", "posted")
 

@@ -1,7 +1,7 @@
 """Bulk replay jobs: the blast radius, cancellation, and resuming a job after a restart."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -198,6 +198,48 @@ async def test_a_set_pinned_at_its_dry_run_keeps_later_failures_out(
     assert isinstance(created, dict)
     assert (preview["count"], unpinned["count"]) == (1, 2)
     assert [t["correlation_id"] for t in preview["sample"]] == [before]
+    async with sessionmaker() as session:
+        items = await bulk.items(session, created["id"])
+    assert [i.correlation_id for i in items] == [before]
+    assert preview["filter"]["updated_until"] == pinned.isoformat().replace("+00:00", "Z")
+
+
+async def test_a_dry_run_pins_its_own_moment_for_the_start_to_send_back(
+    client: httpx.AsyncClient,
+    api_keys: dict[Role, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    [before] = await _failed(sessionmaker, 1)
+    ops = auth(api_keys[Role.OPS])
+    asked = utc_now()
+    preview = ok(
+        await client.post(
+            "/v1/replays", json={"filter": {"state": ["exception"]}, "dry_run": True}, headers=ops
+        )
+    )
+    answered = utc_now()
+    await asyncio.sleep(0.01)
+    # Fails while ops reads the preview: a client that sends back the answer's filter leaves it out.
+    async with sessionmaker.begin() as session:
+        later = await add_transaction(session, state=TxState.EXCEPTION)
+        await add_run(session, later, succeeded=False)
+
+    assert isinstance(preview, dict)
+    created = ok(
+        await client.post(
+            "/v1/replays",
+            json={"filter": preview["filter"], "expected_count": preview["count"], "reason": "x"},
+            headers=ops,
+        ),
+        202,
+    )
+
+    assert isinstance(created, dict)
+    pinned = datetime.fromisoformat(preview["filter"]["updated_until"])
+    assert asked <= pinned <= answered
+    assert preview["filter"]["state"] == ["exception"]
+    assert preview["count"] == 1
+    assert created["filter"]["updated_until"] is not None
     async with sessionmaker() as session:
         items = await bulk.items(session, created["id"])
     assert [i.correlation_id for i in items] == [before]
