@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.background import Background
 from api.bulk_runner import BulkRunner
 from api.errors import ApiError
 from api.oidc import OidcVerifier, TokenRejected, looks_like_api_key
@@ -28,6 +29,8 @@ class State(TypedDict):
     arq: ArqRedis
     limiter: TokenBuckets
     bulk_runner: BulkRunner
+    # Work an answer started and the process still owes (reconciliation runs answered at once).
+    background: Background
     # None when OIDC is off (no CONCORD_OIDC_ISSUER): only API keys are accepted.
     oidc: OidcVerifier | None
     # The API process's own metrics, live on /metrics: answer times per route
@@ -45,6 +48,7 @@ def get_state(request: Request) -> State:
         arq=request.state.arq,
         limiter=request.state.limiter,
         bulk_runner=request.state.bulk_runner,
+        background=request.state.background,
         oidc=getattr(request.state, "oidc", None),
         process_registry=request.state.process_registry,
         metrics_cache=request.state.metrics_cache,

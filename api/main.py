@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from api import loop_lag
+from api.background import Background
 from api.bulk_runner import BulkRunner
 from api.errors import install_error_handlers
 from api.logging_middleware import CorrelationLogging
@@ -89,6 +90,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             batch_size=settings.bulk_replay_batch,
             lease_s=settings.bulk_replay_lease_s,
         )
+        background = Background()
         lag_watcher = asyncio.create_task(loop_lag.watch(loop_lag_seconds), name="loop-lag")
         sla_cache = SharedReadings[BaseModel](
             settings.sla_max_age_s, keep_warm_s=settings.sla_keep_warm_s
@@ -110,6 +112,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                     burst=settings.mutation_burst,
                 ),
                 "bulk_runner": runner,
+                "background": background,
                 "oidc": OidcVerifier(settings) if settings.oidc_enabled else None,
                 "process_registry": process_registry,
                 "metrics_cache": SharedReadings[bytes](settings.metrics_max_age_s, capacity=1),
@@ -121,6 +124,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await runner.close()
+            # A reconciliation cancelled here marks its run failed ("cancelled: ...").
+            await background.close()
             await arq.aclose()
             await engine.dispose()
 

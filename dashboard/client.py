@@ -239,7 +239,11 @@ class ConcordClient:
         return result
 
     def reconciliation_start(self, body: JSON) -> JSON:
-        result: JSON = self.post("/v1/reconciliation/runs", body)
+        """Start a run and answer it as soon as it has begun (a run can outlast the timeout)."""
+        response = self._request(
+            "POST", "/v1/reconciliation/runs", body=body, headers={"Prefer": "respond-async"}
+        )
+        result: JSON = response.json()
         return result
 
     def mismatch_resolve(self, mismatch_id: str, *, note: str) -> JSON:

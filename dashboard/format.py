@@ -141,3 +141,23 @@ def humanize(name: str | None) -> str:
     words = name.replace("_", " ").replace(".", " · ").split(" ")
     text = " ".join(ACRONYMS.get(word.lower(), word) for word in words)
     return text[:1].upper() + text[1:]
+
+
+# reconciliation/runner.py's stages, as a reader would say them.
+RUN_STAGES = {
+    "snapshot:lineage": "reading Concord's postings",
+    "snapshot:http": "reading billing, the ERP and the CRM",
+    "snapshot:files": "reading the snapshot files",
+    "write_snapshots": "keeping the snapshots",
+    "compare": "comparing",
+    "record": "recording the differences",
+}
+
+
+def finished_message(run: dict[str, Any]) -> dict[str, Any]:
+    """What a finished run came to, in one line; ok is False for a failed run."""
+    head = f"Run {run.get('id', '')} for {run.get('period', '')}: {humanize(run.get('state'))}"
+    if run.get("state") == "succeeded":
+        found, new = run.get("found_count", 0), run.get("new_count", 0)
+        return {"ok": True, "message": f"{head}, {found} found, {new} new."}
+    return {"ok": False, "message": f"{head}. {run.get('error') or ''}".strip()}

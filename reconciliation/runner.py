@@ -104,6 +104,21 @@ async def run_reconciliation(
     requested_by: str | None = None,
 ) -> int:
     """Run a reconciliation of `period` and return its run id; RunFailed if it failed."""
+    run_id = await begin_run(
+        sessionmaker, period=period, options=options, trigger=trigger, requested_by=requested_by
+    )
+    return await carry_out(sessionmaker, run_id, period=period, sources=sources, options=options)
+
+
+async def begin_run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    period: str,
+    options: RunOptions,
+    trigger: str,
+    requested_by: str | None = None,
+) -> int:
+    """Record a running run of `period` and return its id; RunInProgress if one is working."""
     check_period(period)
     async with sessionmaker.begin() as session:
         run = await repository.start_run(
@@ -115,7 +130,18 @@ async def run_reconciliation(
             now=utc_now(),
             stale_after=options.stale_after,
         )
-        run_id = run.id
+        return run.id
+
+
+async def carry_out(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run_id: int,
+    *,
+    period: str,
+    sources: Sequence[SnapshotSource],
+    options: RunOptions,
+) -> int:
+    """Take a begun run to succeeded or failed; RunFailed if it failed."""
     beating = asyncio.create_task(_beat(sessionmaker, run_id, options.stale_after / 4))
     try:
         snapshot = await _collect(sessionmaker, run_id, period, sources)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reconciliation.engine import Tolerance
 from reconciliation.http_source import HttpSource
-from reconciliation.runner import RunOptions, run_reconciliation
+from reconciliation.runner import RunOptions, begin_run, carry_out
 from reconciliation.settings import ReconciliationSettings
 from reconciliation.sources import LineageSource, SnapshotSource
 
@@ -60,12 +60,38 @@ async def reconcile_period(
     requested_by: str | None = None,
 ) -> int:
     """Run a reconciliation of `period` (YYYY-MM) and return its run id."""
+    run_id = await begin_period(
+        sessionmaker, settings, period=period, trigger=trigger, requested_by=requested_by
+    )
+    return await finish_period(sessionmaker, settings, run_id, period=period)
+
+
+async def begin_period(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: ReconciliationSettings,
+    *,
+    period: str,
+    trigger: str,
+    requested_by: str | None = None,
+) -> int:
+    """Claim `period` with a running run (RunInProgress if one is working) for finish_period."""
+    return await begin_run(
+        sessionmaker,
+        period=period,
+        options=options(settings),
+        trigger=trigger,
+        requested_by=requested_by,
+    )
+
+
+async def finish_period(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: ReconciliationSettings,
+    run_id: int,
+    *,
+    period: str,
+) -> int:
     async with sources(sessionmaker, settings) as found:
-        return await run_reconciliation(
-            sessionmaker,
-            period=period,
-            sources=found,
-            options=options(settings),
-            trigger=trigger,
-            requested_by=requested_by,
+        return await carry_out(
+            sessionmaker, run_id, period=period, sources=found, options=options(settings)
         )

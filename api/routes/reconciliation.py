@@ -7,12 +7,14 @@ Include with `app.include_router(reconciliation.router)`. Settings come from
 
 import csv
 import io
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import audit_trail
 from api.deps import SessionDep, StateDep, ViewerDep, mutation
@@ -33,11 +35,13 @@ from reconciliation.errors import (
     RunInProgress,
     RunNotFound,
 )
-from reconciliation.service import reconcile_period
+from reconciliation.service import begin_period, finish_period
 from reconciliation.settings import ReconciliationSettings
 from reconciliation.snapshots import Kind
 from reconciliation.sources import PERIOD_PATTERN
 from reconciliation.states import MismatchStatus
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["reconciliation"], responses=GUARDED)
 
@@ -176,6 +180,11 @@ OpsReplay = Annotated[
     "/v1/reconciliation/runs",
     status_code=201,
     responses={
+        202: {
+            "description": "Started (`Prefer: respond-async`): the run is working; GET its "
+            "Location for progress.",
+            "model": RunRead,
+        },
         409: {"description": "The period is being reconciled."},
         502: {"description": "A system could not be read."},
     },
@@ -183,19 +192,31 @@ OpsReplay = Annotated[
 async def create_run(
     run_in: RunCreate,
     request: Request,
+    response: Response,
     session: SessionDep,
+    state: StateDep,
     principal: FinanceRun,
     settings: SettingsDep,
+    prefer: Annotated[str | None, Header(description="`respond-async`: answer 202 at once")] = None,
 ) -> RunRead:
-    """Reconcile a period now and answer the finished run (GET it meanwhile for progress)."""
+    """Reconcile a period now and answer the finished run (GET it meanwhile for progress).
+
+    With `Prefer: respond-async` (RFC 7240) the answer comes as soon as the run has begun:
+    a caller with a short timeout (the dashboard) follows its progress instead of waiting.
+    """
+    sessionmaker = request.state.sessionmaker
+    answer_at_once = _respond_async(prefer)
     try:
-        run_id = await reconcile_period(
-            request.state.sessionmaker,
-            settings,
-            period=run_in.period,
-            trigger="api",
-            requested_by=principal.name,
+        run_id = await begin_period(
+            sessionmaker, settings, period=run_in.period, trigger="api", requested_by=principal.name
         )
+        if answer_at_once:
+            state["background"].spawn(
+                _finish(sessionmaker, settings, run_id, run_in.period),
+                name=f"reconciliation:{run_id}",
+            )
+        else:
+            await finish_period(sessionmaker, settings, run_id, period=run_in.period)
     except RunInProgress as exc:
         raise ApiError(409, "run_in_progress", str(exc), details={"run_id": exc.run_id}) from exc
     except RunFailed as exc:
@@ -203,14 +224,44 @@ async def create_run(
             502, "reconciliation_failed", str(exc), details={"run_id": exc.run_id}
         ) from exc
     run = await repository.get_run(session, run_id)
+    detail: dict[str, Any] = {"period": run.period}
+    if answer_at_once:
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/reconciliation/runs/{run_id}"
+        response.headers["Preference-Applied"] = "respond-async"
+        detail["answered"] = "at start"
+    else:
+        detail.update(found=run.found_count, new=run.new_count)
     await audit_trail.record_success(
         session,
         principal,
         action="reconciliation.run",
         target=f"reconciliation_run:{run_id}",
-        detail={"period": run.period, "found": run.found_count, "new": run.new_count},
+        detail=detail,
     )
     return RunRead.model_validate(run)
+
+
+def _respond_async(prefer: str | None) -> bool:
+    """Whether a Prefer header asks for respond-async (RFC 7240: comma-separated, with params)."""
+    if not prefer:
+        return False
+    return any(p.split(";", 1)[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+async def _finish(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: ReconciliationSettings,
+    run_id: int,
+    period: str,
+) -> None:
+    try:
+        await finish_period(sessionmaker, settings, run_id, period=period)
+    except RunFailed as exc:
+        # Recorded on the run, where whoever follows it reads it.
+        log.warning("reconciliation run failed", extra={"run_id": run_id, "error": exc.error})
+    except Exception:
+        log.exception("reconciliation run stopped", extra={"run_id": run_id})
 
 
 @router.get("/v1/reconciliation/runs", responses={200: {"description": "Newest first."}})

@@ -11,7 +11,15 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.client import ApiError
-from dashboard.format import add_money, humanize, money, money_map, when
+from dashboard.format import (
+    RUN_STAGES,
+    add_money,
+    finished_message,
+    humanize,
+    money,
+    money_map,
+    when,
+)
 from dashboard.ui import Ctx, ctx, empty, header, selectable_table, show_error, unavailable
 
 KINDS = ["", "missing_in_erp", "orphan_in_erp", "amount_mismatch", "currency_mismatch",
@@ -74,6 +82,8 @@ def run_at_risk(run: dict[str, Any]) -> dict[str, int]:
 # after the page is drawn again to include it.
 _STARTED = "recon_started"
 _RESOLVED = "recon_resolved"
+# The run started from this page, followed until it finishes.
+_FOLLOWING = "recon_following"
 
 
 def _trigger(c: Ctx) -> None:
@@ -90,17 +100,40 @@ def _trigger(c: Ctx) -> None:
         except ApiError as exc:
             show_error(exc, doing="start a reconciliation run")
             return
+        st.session_state[_FOLLOWING] = run["id"]
         data.clear_live()
-        found, new = run.get("found_count", 0), run.get("new_count", 0)
-        st.session_state[_STARTED] = (
-            f"Run {run.get('id', '')} for {period.strip()}: {humanize(run.get('state'))}, "
-            f"{found} found, {new} new."
-        )
         # The runs table was drawn before this run existed: draw the page again with it.
         st.rerun()
+    _follow(c)
     started = st.session_state.pop(_STARTED, None)
     if started:
-        st.success(started)
+        (st.success if started["ok"] else st.error)(started["message"])
+
+
+def _follow(c: Ctx) -> None:
+    run_id = st.session_state.get(_FOLLOWING)
+    if run_id is None:
+        return
+
+    # Polled while the run works; once it has finished the page is drawn again without this.
+    @st.fragment(run_every="2s")
+    def progress() -> None:
+        try:
+            run = c.client.reconciliation_run(str(run_id))
+        except ApiError as exc:
+            show_error(exc, doing="follow the reconciliation run")
+            return
+        if run["state"] == "running":
+            stage = RUN_STAGES.get(run.get("stage") or "", "starting")
+            st.progress(run.get("progress", 0) / 100,
+                        text=f"Run {run_id} for {run['period']}: {stage}…")  # fmt: skip
+            return
+        st.session_state.pop(_FOLLOWING, None)
+        st.session_state[_STARTED] = finished_message(run)
+        data.clear_live()
+        st.rerun(scope="app")
+
+    progress()
 
 
 def _filters() -> dict[str, Any]:

@@ -1,9 +1,13 @@
 """The reconciliation page's replay control: for ops and admins only, a reason required, and the
 replay started through the API under the signed-in key."""
 
+import time
+from typing import Any
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dashboard.format import RUN_STAGES, finished_message
 from lineage.clock import utc_now
 from lineage.enums import Role
 from reconciliation import repository
@@ -93,11 +97,35 @@ async def test_a_run_started_from_the_page_is_in_its_runs_table_at_once(seeded: 
     [table] = [d for d in at.dataframe if "Run" in d.value.columns]
     assert list(table.value["Run"]) == [run_id]
     assert list(table.value["Period"]) == [PERIOD]
-    assert f"Run {run_id} for {PERIOD}: Succeeded, 0 found, 0 new." in text_of(at)
     assert "No reconciliation runs yet" not in text_of(at)
-    # Said once: the next run of the page (any click) does not repeat it.
+    # Followed (the browser polls every 2 s; here each run of the page is one poll) until it
+    # has finished, then said once.
+    deadline = time.monotonic() + 20
+    while "recon_following" in at.session_state:
+        assert time.monotonic() < deadline, text_of(at)
+        time.sleep(0.1)
+        at.run()
+    assert not at.exception
+    assert f"Run {run_id} for {PERIOD}: Succeeded, 0 found, 0 new." in text_of(at)
     at.run()
     assert f"Run {run_id} for {PERIOD}" not in text_of(at)
+
+
+def test_a_running_run_shows_its_stage_and_a_finished_one_its_outcome() -> None:
+    running: dict[str, Any] = {"id": 7, "period": PERIOD, "state": "running", "stage": "compare"}
+    failed = {"id": 7, "period": PERIOD, "state": "failed", "error": "SourceError: ERP 503"}
+
+    assert RUN_STAGES[running["stage"]] == "comparing"
+    assert finished_message(
+        {**running, "state": "succeeded", "found_count": 3, "new_count": 1}
+    ) == {
+        "ok": True,
+        "message": f"Run 7 for {PERIOD}: Succeeded, 3 found, 1 new.",
+    }
+    assert finished_message(failed) == {
+        "ok": False,
+        "message": f"Run 7 for {PERIOD}: Failed. SourceError: ERP 503",
+    }
 
 
 async def test_finance_resolves_a_mismatch_and_the_open_list_no_longer_shows_it(
