@@ -153,6 +153,9 @@ def _environment(options: DemoOptions, api_url: str) -> dict[str, str]:
     env.setdefault("CONCORD_RECONCILIATION_CRM_URL", f"{sandbox_url}/crm")
     env.setdefault("CONCORD_RECONCILIATION_DIR", str(options.data_dir / "reconciliation-runs"))
     env.setdefault("CONCORD_RECONCILE_EVERY_MIN", "1")
+    # The traffic moves the sandbox's clock about three months a minute: every month it touched
+    # in the schedule's two-minute window is worth a run (each takes about a second here).
+    env.setdefault("CONCORD_RECONCILE_MAX_PERIODS", "12")
     # The traffic meters usage; summarise closed periods every minute so the demo shows them.
     env.setdefault("CONCORD_USAGE_EVERY_MIN", "1")
     env.setdefault("CONCORD_API_URL", api_url)

@@ -12,8 +12,7 @@ from orchestrator.client.queue import try_enqueue_wakeup
 from orchestrator.client.tracing import context_from
 from orchestrator.connectors.http import traceparent as derived_traceparent
 from orchestrator.deps import get_deps
-from reconciliation.errors import RunInProgress
-from reconciliation.service import reconcile_period
+from reconciliation.schedule import reconcile_due
 from reconciliation.settings import ReconciliationSettings
 
 
@@ -43,16 +42,19 @@ async def sweep(ctx: dict[str, Any]) -> int:
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
-    """Reconcile the current period on the schedule (JobName.RECONCILE)."""
+    """Reconcile the current month and the months changed lately (JobName.RECONCILE)."""
     deps = get_deps(ctx)
-    period = utc_now().strftime("%Y-%m")
-    try:
-        return await reconcile_period(
-            deps.sessionmaker, ReconciliationSettings(), period=period, trigger="cron"
-        )
-    except RunInProgress:
-        # Another worker's cron (or a person) is already on it.
-        return 0
+    settings = deps.settings
+    runs = await reconcile_due(
+        deps.sessionmaker,
+        ReconciliationSettings(),
+        now=utc_now(),
+        # Twice the schedule's spacing: a change is inside the window of at least one run that
+        # starts after it committed, even if that run was late.
+        window=timedelta(minutes=2 * max(1, settings.reconcile_every_min)),
+        limit=settings.reconcile_max_periods,
+    )
+    return len(runs)
 
 
 # The cron's job name; not in JobName, since nothing but the worker's own cron enqueues it.

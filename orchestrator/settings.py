@@ -52,8 +52,11 @@ class OrchestratorSettings(QueueSettings):
     rate_limits: dict[str, float] = Field(default_factory=lambda: {"erp": 20.0})
     # A rate-limit wait up to this long is slept in place; longer ones free the worker slot.
     max_inline_wait_s: float = 1.0
-    # Minutes between scheduled reconciliations of the current period; 0 turns them off.
+    # Minutes between scheduled reconciliations; 0 turns them off. Each reconciles the current
+    # month and the months whose transactions changed within twice this spacing.
     reconcile_every_min: int = Field(default=0, ge=0, le=60)
+    # At most this many months per scheduled reconciliation, the current one included.
+    reconcile_max_periods: int = Field(default=6, ge=1, le=60)
     # Minutes between usage aggregation runs (each closed period's usage becomes one ERP
     # posting per subscription); 0 turns them off.
     usage_every_min: int = Field(default=5, ge=0, le=60)

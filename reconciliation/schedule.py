@@ -1,0 +1,64 @@
+"""What the schedule reconciles: the current month, and every month whose transactions changed
+lately. Reconciling the current month alone left the last changes to a month that had just
+ended (a late posting, a replay on the 1st) to no scheduled run at all; so did the sandbox's
+clock, which runs months ahead of the wall clock."""
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lineage.enums import TxState
+from lineage.models import BusinessTransaction
+from reconciliation.errors import RunFailed, RunInProgress
+from reconciliation.service import reconcile_period
+from reconciliation.settings import ReconciliationSettings
+
+log = logging.getLogger(__name__)
+
+
+async def periods_due(
+    session: AsyncSession, *, now: datetime, since: datetime, limit: int
+) -> list[str]:
+    """The current month first, then the months of transactions changed since `since`, newest
+    first: `limit` in all."""
+    current = now.strftime("%Y-%m")
+    tx = BusinessTransaction
+    changed = await session.scalars(
+        select(tx.period)
+        .distinct()
+        # Every state, so the (state, updated_at) index serves the range.
+        .where(tx.state.in_(list(TxState)), tx.updated_at >= since)
+        .where(tx.period.is_not(None), tx.period != current)
+        .order_by(tx.period.desc())
+        .limit(max(0, limit - 1))
+    )
+    return [current, *(p for p in changed if p is not None)]
+
+
+async def reconcile_due(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: ReconciliationSettings,
+    *,
+    now: datetime,
+    window: timedelta,
+    limit: int,
+) -> list[int]:
+    """Reconcile each period due, one after another; the runs made, failed ones included."""
+    async with sessionmaker() as session:
+        periods = await periods_due(session, now=now, since=now - window, limit=limit)
+    runs: list[int] = []
+    for period in periods:
+        try:
+            runs.append(
+                await reconcile_period(sessionmaker, settings, period=period, trigger="cron")
+            )
+        except RunInProgress:
+            # Another worker's schedule, or a person, is on it.
+            continue
+        except RunFailed as exc:
+            # Kept on the run; the other periods are still worth reconciling.
+            log.warning("scheduled reconciliation failed", extra={"run_id": exc.run_id})
+            runs.append(exc.run_id)
+    return runs

@@ -1,0 +1,84 @@
+"""The schedule reconciles the current month and every month whose transactions changed within
+its window, newest first, skipping a month someone else is already reconciling."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lineage.clock import new_correlation_id, utc_now
+from lineage.enums import System, TxState
+from lineage.models import BusinessTransaction, ReconciliationRun
+from reconciliation import repository
+from reconciliation.schedule import periods_due, reconcile_due
+from reconciliation.settings import ReconciliationSettings
+
+SM = async_sessionmaker[AsyncSession]
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+async def _changed(sessionmaker: SM, period: str | None, at: datetime, state: TxState) -> None:
+    async with sessionmaker.begin() as session:
+        session.add(
+            BusinessTransaction(
+                correlation_id=new_correlation_id(),
+                workflow="invoice_generated",
+                state=state,
+                source_system=System.BILLING,
+                event_type="invoice.finalized",
+                invoice_id=f"in_{period}_{at.timestamp()}",
+                amount_minor=1_000,
+                currency="USD",
+                period=period,
+                received_at=at - timedelta(days=40),
+                updated_at=at,
+            )
+        )
+
+
+async def test_the_current_month_then_the_months_changed_within_the_window(
+    sessionmaker: SM,
+) -> None:
+    await _changed(sessionmaker, "2026-09", NOW - timedelta(hours=2), TxState.POSTED)
+    await _changed(sessionmaker, "2026-10", NOW - timedelta(minutes=1), TxState.POSTED)
+    await _changed(sessionmaker, "2027-02", NOW, TxState.EXCEPTION)
+    await _changed(sessionmaker, "2026-11", NOW, TxState.PENDING)
+    await _changed(sessionmaker, None, NOW, TxState.POSTED)
+    since = NOW - timedelta(minutes=30)
+
+    async with sessionmaker() as session:
+        due = await periods_due(session, now=NOW, since=since, limit=6)
+        capped = await periods_due(session, now=NOW, since=since, limit=2)
+        quiet = await periods_due(session, now=NOW, since=NOW + timedelta(seconds=1), limit=6)
+
+    assert due == ["2026-11", "2027-02", "2026-10"]
+    assert capped == ["2026-11", "2027-02"]
+    assert quiet == ["2026-11"]
+
+
+async def test_each_due_month_is_reconciled_and_one_already_running_is_left_alone(
+    sessionmaker: SM, database_url: str, tmp_path: Path
+) -> None:
+    now = utc_now()
+    current = now.strftime("%Y-%m")
+    await _changed(sessionmaker, "2031-01", now, TxState.POSTED)
+    await _changed(sessionmaker, "2031-02", now, TxState.POSTED)
+    async with sessionmaker.begin() as session:
+        busy = await repository.start_run(
+            session, period="2031-02", trigger="api", requested_by="finance", tolerance_minor=0,
+            now=now,
+        )  # fmt: skip
+    settings = ReconciliationSettings(database_url=database_url, reconciliation_dir=tmp_path)
+
+    made = await reconcile_due(
+        sessionmaker, settings, now=now, window=timedelta(minutes=2), limit=6
+    )
+
+    async with sessionmaker() as session:
+        runs = {r.id: r for r in await session.scalars(select(ReconciliationRun))}
+    assert [(runs[i].period, runs[i].state, runs[i].trigger) for i in made] == [
+        (current, "succeeded", "cron"),
+        ("2031-01", "succeeded", "cron"),
+    ]
+    assert runs[busy.id].state == "running"
