@@ -44,7 +44,7 @@ WHERE coalesce(b.invoice_id, e.external_id, l.invoice_id) IS NOT NULL
        OR b.amount_minor IS DISTINCT FROM e.amount_minor
        OR b.currency IS DISTINCT FROM e.currency
        OR (b.status <> 'draft'
-           AND CASE WHEN e.status = 'open' AND e.amount_minor > 0
+           AND CASE WHEN e.status = 'open'
                          AND coalesce(a.applied_minor, 0) >= e.amount_minor THEN 'paid'
                     ELSE e.status END
                IS DISTINCT FROM CASE b.status WHEN 'open' THEN 'open' WHEN 'paid' THEN 'paid'
@@ -100,9 +100,12 @@ SELECT coalesce(b.invoice_id, e.invoice_id, l.invoice_id) AS invoice_id,
        e.p.record_id AS e_record_id, e.p.amount_minor AS e_amount, e.p.currency AS e_currency,
        e.p.period AS e_period,
        -- NetSuite leaves an invoice Open until payments cover it: count applied payments too.
-       CASE WHEN e.p.status = 'open' AND e.p.amount_minor > 0
+       -- One with nothing to collect (zero, or a proration credit below it) is covered by none,
+       -- as billing marks it paid at once and NetSuite shows a zero invoice Paid In Full.
+       CASE WHEN e.p.status = 'open'
                  AND coalesce(a.applied_minor, 0) >= e.p.amount_minor THEN 'paid'
             ELSE e.p.status END AS e_status,
+       coalesce(a.applied_minor, 0) AS e_applied,
        l.invoice_id IS NOT NULL AS in_lineage,
        coalesce(l.posted, false) AS posted,
        coalesce(l.correlation_ids, []) AS correlation_ids,

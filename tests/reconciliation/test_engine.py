@@ -102,6 +102,24 @@ def _unpay(w: World) -> None:
     w.drop("erp_payments", invoice_external_id="in_usd_paid")
 
 
+def _nothing_to_collect(amount: int, erp_status: str = "open") -> Callable[[World], None]:
+    """The paid USD invoice billed at `amount` (zero: a trial; below: a proration credit), which
+    billing marks paid at once, and which no payment ever settles in the ERP."""
+
+    def plant(w: World) -> None:
+        w.row("billing_invoices", invoice_id="in_usd_paid")["amount_minor"] = amount
+        w.row("erp_invoices", external_id="in_usd_paid").update(
+            amount_minor=amount, status=erp_status
+        )
+        w.row("lineage_postings", invoice_id="in_usd_paid")["amount_minor"] = amount
+        for half in (0, 1):
+            w.row("erp_revenue_schedules", invoice_external_id="in_usd_paid",
+                  record_id=f"rev_101_{half}")["amount_minor"] = amount // 2 if half else amount - amount // 2  # fmt: skip
+        _unpay(w)
+
+    return plant
+
+
 CASES = [
     Case(
         "missing_in_erp",
@@ -162,6 +180,23 @@ CASES = [
         ],
     ),
     Case(
+        # Left open in the ERP by the difference alone (billing's amount was paid): one finding.
+        "amount_mismatch_on_a_paid_invoice_is_not_also_a_status_mismatch",
+        _set("erp_invoices", {"external_id": "in_usd_paid"}, amount_minor=2_575),
+        [{"kind": "amount_mismatch", "match_key": "in_usd_paid|101", "amount_at_risk_minor": 25}],
+    ),
+    Case(
+        "a_paid_invoice_the_erp_holds_less_of_and_unpaid_is_both",
+        lambda w: (
+            _unpay(w),
+            w.row("erp_invoices", external_id="in_usd_paid").update(amount_minor=2_500),
+        ),
+        [
+            {"kind": "amount_mismatch", "amount_at_risk_minor": 50},
+            {"kind": "status_mismatch", "source_status": "paid", "target_status": "open"},
+        ],
+    ),  # fmt: skip
+    Case(
         "amount_mismatch_below_billing",
         _set("erp_invoices", {"external_id": "in_kwd_open"}, amount_minor=12_342),
         [{"kind": "amount_mismatch", "amount_at_risk_minor": 3, "currency": "KWD"}],
@@ -206,6 +241,13 @@ CASES = [
                 "amount_at_risk_minor": 2_550,
             }
         ],
+    ),
+    Case("nothing_to_collect_is_settled_in_the_erp_without_a_payment", _nothing_to_collect(0), []),
+    Case("a_credit_invoice_is_settled_in_the_erp_without_a_payment", _nothing_to_collect(-500), []),
+    Case(
+        "nothing_to_collect_but_voided_in_the_erp",
+        _nothing_to_collect(0, "voided"),
+        [{"kind": "status_mismatch", "source_status": "paid", "target_status": "voided"}],
     ),
     Case(
         "status_mismatch_pending_approval",
