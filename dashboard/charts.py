@@ -10,7 +10,7 @@ from typing import Any
 
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 
-from dashboard.format import duration, humanize, money, parse_time, state_color
+from dashboard.format import duration, humanize, money, parse_time, state_color, target_label
 
 Row = dict[str, Any]
 FONT = "Inter, 'Source Sans Pro', system-ui, sans-serif"
@@ -391,7 +391,7 @@ def mismatches_by_kind(rows: Sequence[Row]) -> go.Figure:
 def per_target(groups: Sequence[Row], *, field: str, title: str, unit: str) -> go.Figure:
     """One SLA figure per target system (from /v1/sla/summary?group_by=target)."""
     bar = go.Bar(
-        x=[humanize(str(g["group"])) for g in groups],
+        x=[target_label(g["group"]) for g in groups],
         y=[g.get(field) or 0 for g in groups],
         marker_color=PALETTE[0],
         text=[f"{(g.get(field) or 0):,.1f}" for g in groups],

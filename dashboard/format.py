@@ -143,6 +143,12 @@ def humanize(name: str | None) -> str:
     return text[:1].upper() + text[1:]
 
 
+def target_label(group: object) -> str:
+    """A target system's name; the API groups transactions no step has reached yet as "none"
+    (waiting for an earlier event of their subscription, or not picked up yet)."""
+    return "No step yet" if group in (None, "none") else humanize(str(group))
+
+
 # reconciliation/runner.py's stages, as a reader would say them.
 RUN_STAGES = {
     "snapshot:lineage": "reading Concord's postings",

@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.client import ApiError
-from dashboard.format import ago, duration, humanize, when
+from dashboard.format import ago, duration, target_label, when
 from dashboard.ui import Ctx, ctx, empty, header, refresh_button, show_error
 
 ACTIVE = ("received", "pending", "running", "retrying")
@@ -175,7 +175,7 @@ def _targets(c: Ctx, ops: dict[str, Any] | None) -> None:
         return
     rows = []
     for g in groups:
-        retrying = _retrying_from(ops, str(g["group"]))
+        retrying = 0 if g["group"] == "none" else _retrying_from(ops, str(g["group"]))
         if retrying is None:
             try:
                 retrying = _retrying(c, str(g["group"]))
@@ -190,7 +190,7 @@ def _targets(c: Ctx, ops: dict[str, Any] | None) -> None:
     st.dataframe(
         [
             {
-                "Target": humanize(str(r["group"])),
+                "Target": target_label(r["group"]),
                 "Received": r["total"],
                 "Posted": r["posted"],
                 "Retrying now": r["retrying"],

@@ -99,7 +99,8 @@ def _tiles(loading: Future[JSON], window: str) -> list[dict[str, Any]]:
     )
     # The API shares a reading among its callers for a few seconds: say which moment it is.
     st.caption(
-        f"{t['total']:,} transactions · {t['throughput']:,.1f} per hour · "
+        f"{t['total']:,} transactions · {t['throughput']:,.1f} posted per hour, averaged over "
+        "the whole window · "
         f"figures as of {when(summary.get('until'))}"
     )
     return groups

@@ -148,12 +148,14 @@ def test_stacked_counts_and_per_target_take_plain_rows() -> None:
     )  # fmt: skip
     assert sorted(t.name for t in fig.data) == ["Pending", "Retrying"]
     fig = charts.per_target(
-        [figures(group="erp", throughput_per_hour=12.0)],
+        [figures(group="erp", throughput_per_hour=12.0), figures(group="none", throughput_per_hour=0.0)],
         field="throughput_per_hour",
         title="t",
         unit="/h",
-    )
-    assert list(fig.data[0].y) == [12.0]
+    )  # fmt: skip
+    assert list(fig.data[0].y) == [12.0, 0.0]
+    # The API's "none" group (no step reached yet) is not shown as a system called "None".
+    assert list(fig.data[0].x) == ["ERP", "No step yet"]
 
 
 def test_money_and_durations_carry_their_units() -> None:
