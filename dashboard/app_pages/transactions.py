@@ -72,23 +72,29 @@ def _recent(c: Ctx) -> None:
     _pick(page["items"], "tx_recent_table")
 
 
-def _waits(tx: dict[str, Any]) -> list[str]:
-    """Why the transaction is where it is, in words."""
-    reasons: list[str] = []
+# States and step states a person must act on: shown as errors, not as something to wait for.
+_NEEDS_ACTION = frozenset({"exception", "reversed", "failed_terminal"})
+
+
+def _waits(tx: dict[str, Any]) -> list[tuple[bool, str]]:
+    """Why the transaction is where it is, in words; True where a person must act."""
+    reasons: list[tuple[bool, str]] = []
     if tx.get("state_reason"):
-        reasons.append(f"**{humanize(tx['state'])}:** {tx['state_reason']}")
+        reasons.append((tx["state"] in _NEEDS_ACTION,
+                        f"**{humanize(tx['state'])}:** {tx['state_reason']}"))  # fmt: skip
     if tx.get("next_attempt_at"):
-        reasons.append(f"Next attempt at {when(tx['next_attempt_at'])} (retry back-off).")
+        reasons.append((False, f"Next attempt at {when(tx['next_attempt_at'])} (retry back-off)."))
     for run in tx["runs"][-1:]:
         for step in run["steps"]:
             if step["state"] in {"failed_retryable", "failed_terminal", "pending"} and step.get(
                 "error_message"
             ):
-                reasons.append(f"Step `{step['name']}` on {step['target_system']}: "
-                               f"{humanize(step.get('error_class'))} — {step['error_message']}")  # fmt: skip
+                reasons.append((step["state"] in _NEEDS_ACTION,
+                                f"Step `{step['name']}` on {step['target_system']}: "
+                                f"{humanize(step.get('error_class'))} — {step['error_message']}"))  # fmt: skip
             if step.get("next_attempt_at"):
                 reasons.append(
-                    f"Step `{step['name']}` waits until {when(step['next_attempt_at'])}."
+                    (False, f"Step `{step['name']}` waits until {when(step['next_attempt_at'])}.")
                 )
     return reasons
 
@@ -106,7 +112,9 @@ def _summary(tx: dict[str, Any]) -> None:
     end = parse_time(tx.get("completed_at"))
     start = parse_time(tx["received_at"])
     if end and start:
-        cols[4].metric("End to end", duration((end - start).total_seconds()))
+        # A transaction that ended in an exception was not carried end to end.
+        label = "End to end" if tx["state"] == "posted" else f"To {humanize(tx['state']).lower()}"
+        cols[4].metric(label, duration((end - start).total_seconds()))
     else:
         cols[4].metric(
             "End to end",
@@ -115,8 +123,11 @@ def _summary(tx: dict[str, Any]) -> None:
             delta_color="off",
             delta_arrow="off",
         )
-    for line in _waits(tx):
-        st.info(line, icon=":material/hourglass_top:")
+    for act, line in _waits(tx):
+        if act:
+            st.error(line, icon=":material/error:")
+        else:
+            st.info(line, icon=":material/hourglass_top:")
 
 
 def _runs(tx: dict[str, Any]) -> None:
