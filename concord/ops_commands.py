@@ -187,7 +187,7 @@ def _replay_bulk(
         flt = preview["filter"]
         count = int(preview["count"])
         typer.echo(
-            f"{count} transaction{'s' if count != 1 else ''} match "
+            f"{count} {'transaction matches' if count == 1 else 'transactions match'} "
             f"({preview['already_held']} already held by their target; "
             f"at most {preview['max_allowed']} per bulk replay)"
         )

@@ -124,7 +124,16 @@ def bulk_replays(api_url: str, token: str) -> list[JSON]:
 
 @st.cache_data(ttl=LIVE, show_spinner=False)
 def reconciliation_runs(api_url: str, token: str) -> list[JSON]:
-    return items_of(client(api_url, token).reconciliation_runs())
+    # Enough to find the latest run of each recent month: the schedule runs several a time.
+    return items_of(client(api_url, token).reconciliation_runs(limit=200))
+
+
+def latest_per_period(runs: list[JSON]) -> list[JSON]:
+    """The newest run of each period (runs come newest first), latest period first."""
+    latest: dict[str, JSON] = {}
+    for run in runs:
+        latest.setdefault(str(run.get("period")), run)
+    return [latest[p] for p in sorted(latest, reverse=True)]
 
 
 @st.cache_data(ttl=HISTORY, show_spinner=False)

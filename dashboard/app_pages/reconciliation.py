@@ -35,7 +35,7 @@ SIDES = (
 
 
 def _runs(c: Ctx) -> None:
-    st.subheader("Latest runs")
+    st.subheader("Latest run of each month")
     try:
         runs = data.reconciliation_runs(c.api_url, c.token)
     except ApiError as exc:
@@ -48,6 +48,7 @@ def _runs(c: Ctx) -> None:
         empty("No reconciliation runs yet", "Runs appear when the schedule starts one or someone "
               "with the finance role triggers one below for a period.")  # fmt: skip
         return
+    latest = data.latest_per_period(runs)
     st.dataframe(
         [
             {
@@ -63,11 +64,13 @@ def _runs(c: Ctx) -> None:
                 "Amount at risk": money_map(run_at_risk(r)),
                 "Error": r.get("error") or "",
             }
-            for r in runs[:20]
+            for r in latest[:24]
         ],  # fmt: skip
         hide_index=True,
         key="recon_runs_table",
     )
+    st.caption(f"The newest run of each of {len(latest)} months, from the last {len(runs)} runs; "
+               "GET /v1/reconciliation/runs?period=YYYY-MM lists every run of a month.")  # fmt: skip
 
 
 def run_at_risk(run: dict[str, Any]) -> dict[str, int]:

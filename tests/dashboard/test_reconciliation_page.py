@@ -128,6 +128,28 @@ def test_a_running_run_shows_its_stage_and_a_finished_one_its_outcome() -> None:
     }
 
 
+async def test_the_runs_table_has_the_newest_run_of_each_month_latest_month_first(
+    seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ids = []
+    for period in (PERIOD, "2031-01", PERIOD):
+        async with sessionmaker.begin() as session:
+            run = await repository.start_run(
+                session, period=period, trigger="cron", requested_by=None, tolerance_minor=0,
+                now=utc_now(),
+            )  # fmt: skip
+            run.state = "succeeded"
+            ids.append(run.id)
+
+    at = page(signed_in(seeded, Role.VIEWER), "reconciliation")
+
+    assert not at.exception
+    [table] = [d for d in at.dataframe if "Run" in d.value.columns]
+    assert list(table.value["Period"]) == ["2031-01", PERIOD]
+    assert list(table.value["Run"]) == [ids[1], ids[2]]
+    assert "The newest run of each of 2 months, from the last 3 runs" in text_of(at)
+
+
 async def test_finance_resolves_a_mismatch_and_the_open_list_no_longer_shows_it(
     seeded: Seeded, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
