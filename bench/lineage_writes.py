@@ -72,21 +72,30 @@ async def _seed(conn: asyncpg.Connection, count: int) -> list[str]:
 
 
 class RoundTrips:
-    """Counts the database round trips an engine makes: statements, BEGIN, COMMIT, ROLLBACK,
-    and the pre-ping on each pool checkout, which the asyncpg dialect runs as three (BEGIN,
+    """Counts the database round trips an engine makes: statements, BEGIN, COMMIT, ROLLBACK
+    (none of the three in autocommit), and the pre-ping on each pool checkout, which the asyncpg dialect runs as three (BEGIN,
     an empty query, ROLLBACK). A count does not depend on how busy the machine is."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.counts: dict[str, int] = {}
         sync = engine.sync_engine
-        for name in ("before_cursor_execute", "begin", "commit", "rollback"):
-            event.listen(sync, name, self._counter(name))
+        event.listen(sync, "before_cursor_execute", self._counter("before_cursor_execute"))
+        for name in ("begin", "commit", "rollback"):
+            event.listen(sync, name, self._unless_autocommit(name))
         if sync.pool._pre_ping:
             event.listen(sync.pool, "checkout", self._counter("pre_ping", 3))
 
     def _counter(self, name: str, weight: int = 1) -> Callable[..., None]:
         def count(*_args: Any, **_kwargs: Any) -> None:
             self.counts[name] = self.counts.get(name, 0) + weight
+
+        return count
+
+    def _unless_autocommit(self, name: str) -> Callable[..., None]:
+        # In autocommit SQLAlchemy still fires these events, but nothing reaches the database.
+        def count(conn: Any, *_args: Any) -> None:
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                self.counts[name] = self.counts.get(name, 0) + 1
 
         return count
 
@@ -116,18 +125,17 @@ async def concord_side(database_url: str, ids: list[str]) -> tuple[float, float,
                     session, cid, owner="bench", lease_until=now + timedelta(seconds=90), now=now
                 )
             assert claimed is not None
-            async with sessionmaker.begin() as session:
-                _, attempt = await runs.start_attempt(
-                    session,
-                    run_id=claimed.run.id,
-                    correlation_id=cid,
-                    name="erp.post_invoice",
-                    target=System.ERP,
-                    idempotency_key=f"{cid}:erp.post_invoice",
-                    external_id=f"in_{cid[:8]}",
-                    now=now,
-                    new=not claimed.step_states,
-                )
+            assert not claimed.step_states  # a first run: the step is new, as in steps.py
+            _, attempt = await runs.record_first_attempt(
+                sessionmaker,
+                run_id=claimed.run.id,
+                correlation_id=cid,
+                name="erp.post_invoice",
+                target=System.ERP,
+                idempotency_key=f"{cid}:erp.post_invoice",
+                external_id=f"in_{cid[:8]}",
+                now=now,
+            )
             async with sessionmaker.begin() as session:
                 await runs.finish_attempt(
                     session,

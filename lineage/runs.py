@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Update, bindparam, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Column, Insert, Update, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 
@@ -80,6 +80,38 @@ _COUNT_RUN = (
 _INSERT_RUN = insert(_RUNS).returning(_RUNS.c.id)
 _INSERT_STEP = insert(_STEPS).returning(_STEPS.c.id)
 _INSERT_ATTEMPT = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
+_NEW_STEP_COLUMNS = (
+    "run_id",
+    "correlation_id",
+    "name",
+    "target_system",
+    "state",
+    "idempotency_key",
+    "external_id",
+    "started_at",
+    "attempt_count",
+)
+
+
+def _first_attempt_statement() -> Insert:
+    """PostgreSQL only: a step's row and its first attempt in one data-modifying statement."""
+    step = (
+        insert(_STEPS)
+        .values({c: _p(_STEPS.c[c]) for c in _NEW_STEP_COLUMNS})
+        .returning(_STEPS.c.id)
+        .cte("new_step")
+    )
+    return (
+        insert(_ATTEMPTS)
+        .from_select(
+            ["step_id", "correlation_id", "number", "started_at"],
+            select(step.c.id, _p(_STEPS.c.correlation_id), literal(1), _p(_STEPS.c.started_at)),
+        )
+        .returning(_ATTEMPTS.c.id, _ATTEMPTS.c.step_id)
+    )
+
+
+_FIRST_ATTEMPT = _first_attempt_statement()
 _FINISH_ATTEMPT = (
     update(_ATTEMPTS)
     .where(_ATTEMPTS.c.id == _p(_ATTEMPTS.c.id))
@@ -264,6 +296,60 @@ async def start_attempt(
     }
     attempt = StepAttempt(id=await session.scalar(_INSERT_ATTEMPT, values), **values)
     return step, attempt
+
+
+async def record_first_attempt(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    run_id: int,
+    correlation_id: str,
+    name: str,
+    target: System,
+    idempotency_key: str,
+    external_id: str | None,
+    now: datetime,
+) -> tuple[WorkflowStep, StepAttempt]:
+    """Commit a new step and its first attempt, before the call (what start_attempt with
+    `new` does in a transaction of its own).
+
+    On PostgreSQL one statement in autocommit: one round trip where BEGIN, two INSERTs and
+    COMMIT were four, for every step of every transaction. SQLite has no data-modifying CTEs.
+    """
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "correlation_id": correlation_id,
+        "name": name,
+        "target_system": target,
+        "state": StepState.RUNNING,
+        "idempotency_key": idempotency_key,
+        "external_id": external_id,
+        "started_at": now,
+        "attempt_count": 1,
+    }
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # Atomic as one statement: both rows are committed, or neither is.
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            attempt_id, step_id = (
+                await session.execute(_FIRST_ATTEMPT, {f"p_{k}": v for k, v in values.items()})
+            ).one()
+            attempt = StepAttempt(
+                id=attempt_id, step_id=step_id, correlation_id=correlation_id, number=1,
+                started_at=now,
+            )  # fmt: skip
+            return WorkflowStep(id=step_id, **values), attempt
+    async with sessionmaker.begin() as session:
+        return await start_attempt(
+            session,
+            run_id=run_id,
+            correlation_id=correlation_id,
+            name=name,
+            target=target,
+            idempotency_key=idempotency_key,
+            external_id=external_id,
+            now=now,
+            new=True,
+        )
 
 
 async def finish_attempt(

@@ -135,18 +135,20 @@ async def _attempt(
         assert step.fork is not None
         data = step.fork(data, f"~r{claimed.run.number}")
     external_id = step.external_id(data)
-    async with deps.sessionmaker.begin() as session:
-        row, attempt = await runs.start_attempt(
-            session,
-            run_id=claimed.run.id,
-            correlation_id=correlation_id,
-            name=step.name,
-            target=step.target,
-            idempotency_key=ctx.idempotency_key,
-            external_id=external_id,
-            now=utc_now(),
-            new=step.name not in claimed.step_states,
-        )
+    recorded: dict[str, Any] = {
+        "run_id": claimed.run.id,
+        "correlation_id": correlation_id,
+        "name": step.name,
+        "target": step.target,
+        "idempotency_key": ctx.idempotency_key,
+        "external_id": external_id,
+        "now": utc_now(),
+    }
+    if step.name not in claimed.step_states:
+        row, attempt = await runs.record_first_attempt(deps.sessionmaker, **recorded)
+    else:
+        async with deps.sessionmaker.begin() as session:
+            row, attempt = await runs.start_attempt(session, **recorded)
     try:
         record, found = await _call(
             deps, step, data, ctx, external_id, first=attempt.number == 1 and not replay

@@ -39,6 +39,14 @@ FIRST_RUN = [
 ]
 # The claim, the attempt before the call, the outcome and settlement after it.
 FIRST_RUN_COMMITS = 3
+# PostgreSQL writes the step and its first attempt in one statement, in autocommit
+# (lineage.runs.record_first_attempt): one round trip for BEGIN, the two inserts and COMMIT,
+# and one commit fewer.
+FIRST_RUN_POSTGRES = [
+    *FIRST_RUN[:4],
+    "WITH workflow_step",
+    *FIRST_RUN[6:],
+]
 
 
 async def test_a_first_run_of_one_step_sends_these_statements(
@@ -72,5 +80,6 @@ async def test_a_first_run_of_one_step_sends_these_statements(
         await pool.aclose()
 
     assert outcome is Outcome.POSTED
-    assert sent == FIRST_RUN
-    assert len(commits) == FIRST_RUN_COMMITS
+    postgres = database_url.startswith("postgresql")
+    assert sent == (FIRST_RUN_POSTGRES if postgres else FIRST_RUN)
+    assert len(commits) == FIRST_RUN_COMMITS - postgres
