@@ -245,6 +245,30 @@ async def earlier_outputs(session: AsyncSession, correlation_id: str) -> dict[st
     return {name: output for name, output in rows.all()}  # noqa: C416 - Row is not a pair
 
 
+def _new_step(
+    run_id: int,
+    correlation_id: str,
+    name: str,
+    target: System,
+    idempotency_key: str,
+    external_id: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new step's row (the columns of _NEW_STEP_COLUMNS), inserted with its first attempt
+    counted: no UPDATE of the row just written."""
+    return {
+        "run_id": run_id,
+        "correlation_id": correlation_id,
+        "name": name,
+        "target_system": target,
+        "state": StepState.RUNNING,
+        "idempotency_key": idempotency_key,
+        "external_id": external_id,
+        "started_at": now,
+        "attempt_count": 1,
+    }
+
+
 async def start_attempt(
     session: AsyncSession,
     *,
@@ -270,18 +294,7 @@ async def start_attempt(
         )
     )
     if step is None:
-        # Inserted with its first attempt counted: no UPDATE of the row just written.
-        values = {
-            "run_id": run_id,
-            "correlation_id": correlation_id,
-            "name": name,
-            "target_system": target,
-            "state": StepState.RUNNING,
-            "idempotency_key": idempotency_key,
-            "external_id": external_id,
-            "started_at": now,
-            "attempt_count": 1,
-        }
+        values = _new_step(run_id, correlation_id, name, target, idempotency_key, external_id, now)
         step = WorkflowStep(id=await session.scalar(_INSERT_STEP, values), **values)
     else:
         step.attempt_count += 1
@@ -315,17 +328,7 @@ async def record_first_attempt(
     On PostgreSQL one statement in autocommit: one round trip where BEGIN, two INSERTs and
     COMMIT were four, for every step of every transaction. SQLite has no data-modifying CTEs.
     """
-    values: dict[str, Any] = {
-        "run_id": run_id,
-        "correlation_id": correlation_id,
-        "name": name,
-        "target_system": target,
-        "state": StepState.RUNNING,
-        "idempotency_key": idempotency_key,
-        "external_id": external_id,
-        "started_at": now,
-        "attempt_count": 1,
-    }
+    values = _new_step(run_id, correlation_id, name, target, idempotency_key, external_id, now)
     async with sessionmaker() as session:
         if session.get_bind().dialect.name == "postgresql":
             # Atomic as one statement: both rows are committed, or neither is.
