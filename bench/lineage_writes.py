@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench import common
 from lineage import runs
 from lineage.db import make_sessionmaker
-from lineage.enums import AttemptOutcome, StepState, System, TxState
+from lineage.enums import AttemptOutcome, StepState, System
 from orchestrator.event_loop import use_uvloop
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.worker import worker_engine
@@ -136,25 +136,19 @@ async def concord_side(database_url: str, ids: list[str]) -> tuple[float, float,
                 external_id=f"in_{cid[:8]}",
                 now=now,
             )
-            async with sessionmaker.begin() as session:
-                await runs.finish_attempt(
-                    session,
-                    attempt,
-                    now=datetime.now(UTC),
-                    outcome=AttemptOutcome.SUCCEEDED,
-                    step_state=StepState.SUCCEEDED,
-                    http_status=201,
-                    target_ref=f"r{cid[:8]}",
-                )
-                await runs.add_external_ref(
-                    session,
-                    cid,
-                    system=System.ERP,
-                    object_type="invoice",
-                    external_id=f"r{cid[:8]}",
-                )
-                # The last step's success and the settlement commit together (steps.py).
-                await runs.settle(session, claimed, state=TxState.POSTED, now=datetime.now(UTC))
+            # The last step's success and the settlement commit together (steps.py).
+            await runs.record_success(
+                sessionmaker,
+                claimed,
+                attempt,
+                now=datetime.now(UTC),
+                outcome=AttemptOutcome.SUCCEEDED,
+                step_state=StepState.SUCCEEDED,
+                http_status=201,
+                target_ref=f"r{cid[:8]}",
+                ref=runs.Reference(System.ERP, "invoice", f"r{cid[:8]}"),
+                posting=runs.Posting(),
+            )
 
     try:
         # Warm the pool and the statement caches outside the clock.

@@ -5,10 +5,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Insert, Update, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Update, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.elements import BindParameter
 
 from lineage.enums import (
     ACTIVE_STATES,
@@ -23,45 +22,31 @@ from lineage.enums import (
 from lineage.models import (
     BusinessTransaction,
     ExceptionItem,
-    ExternalRef,
     StepAttempt,
     WorkflowRun,
     WorkflowStep,
-    table_of,
 )
+from lineage.runs_pg import ATTEMPTS, FIRST_ATTEMPT, REFS, RUNS, STEPS, SUCCESS, TX, param
 from lineage.upsert import insert_if_absent
 
-_REFS = table_of(ExternalRef)
-_TX = table_of(BusinessTransaction)
-_RUNS = table_of(WorkflowRun)
-_STEPS = table_of(WorkflowStep)
-_ATTEMPTS = table_of(StepAttempt)
-
-
-# The statements of a transaction's hot path are built once, with their values as bound
-# parameters: building one per call (its WHERE and SET clauses) was a fifth of the worker's CPU
-# per step (docs/performance.md, "Lineage statements built once").
-def _p(column: Column[Any], name: str = "") -> BindParameter[Any]:
-    """A bound parameter typed as `column` (so UTC datetimes are checked and converted),
-    named apart from the column, which SQLAlchemy reserves for its own SET parameters."""
-    return bindparam(f"p_{name or column.key}", type_=column.type)
+# The hot path's statements are built once, with bound parameters (lineage/runs_pg.py says why).
 
 
 def _claim_statement() -> Update:
     tx = BusinessTransaction
-    now = _p(_TX.c.updated_at, "now")
+    now = param(TX.c.updated_at, "now")
     return (
         update(tx)
         .where(
-            tx.correlation_id == _p(_TX.c.correlation_id),
+            tx.correlation_id == param(TX.c.correlation_id),
             tx.state.in_(ACTIVE_STATES),
             or_(tx.lease_expires_at.is_(None), tx.lease_expires_at < now),
             or_(tx.next_attempt_at.is_(None), tx.next_attempt_at <= now),
         )
         .values(
             state=TxState.RUNNING,
-            lease_owner=_p(_TX.c.lease_owner),
-            lease_expires_at=_p(_TX.c.lease_expires_at),
+            lease_owner=param(TX.c.lease_owner),
+            lease_expires_at=param(TX.c.lease_expires_at),
             next_attempt_at=None,
             updated_at=now,
         )
@@ -73,86 +58,54 @@ def _claim_statement() -> Update:
 
 _CLAIM = _claim_statement()
 _COUNT_RUN = (
-    update(_TX)
-    .where(_TX.c.correlation_id == _p(_TX.c.correlation_id))
-    .values(run_count=_p(_TX.c.run_count), updated_at=_p(_TX.c.updated_at, "now"))
+    update(TX)
+    .where(TX.c.correlation_id == param(TX.c.correlation_id))
+    .values(run_count=param(TX.c.run_count), updated_at=param(TX.c.updated_at, "now"))
 )
-_INSERT_RUN = insert(_RUNS).returning(_RUNS.c.id)
-_INSERT_STEP = insert(_STEPS).returning(_STEPS.c.id)
-_INSERT_ATTEMPT = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
-_NEW_STEP_COLUMNS = (
-    "run_id",
-    "correlation_id",
-    "name",
-    "target_system",
-    "state",
-    "idempotency_key",
-    "external_id",
-    "started_at",
-    "attempt_count",
-)
-
-
-def _first_attempt_statement() -> Insert:
-    """PostgreSQL only: a step's row and its first attempt in one data-modifying statement."""
-    step = (
-        insert(_STEPS)
-        .values({c: _p(_STEPS.c[c]) for c in _NEW_STEP_COLUMNS})
-        .returning(_STEPS.c.id)
-        .cte("new_step")
-    )
-    return (
-        insert(_ATTEMPTS)
-        .from_select(
-            ["step_id", "correlation_id", "number", "started_at"],
-            select(step.c.id, _p(_STEPS.c.correlation_id), literal(1), _p(_STEPS.c.started_at)),
-        )
-        .returning(_ATTEMPTS.c.id, _ATTEMPTS.c.step_id)
-    )
-
-
-_FIRST_ATTEMPT = _first_attempt_statement()
+_INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
+_INSERT_STEP = insert(STEPS).returning(STEPS.c.id)
+_INSERT_ATTEMPT = insert(ATTEMPTS).returning(ATTEMPTS.c.id)
 _FINISH_ATTEMPT = (
-    update(_ATTEMPTS)
-    .where(_ATTEMPTS.c.id == _p(_ATTEMPTS.c.id))
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.id == param(ATTEMPTS.c.id))
     .values(
-        ended_at=_p(_ATTEMPTS.c.ended_at),
-        outcome=_p(_ATTEMPTS.c.outcome),
-        error_class=_p(_ATTEMPTS.c.error_class),
-        error_message=_p(_ATTEMPTS.c.error_message),
-        http_status=_p(_ATTEMPTS.c.http_status),
-        target_ref=_p(_ATTEMPTS.c.target_ref),
+        ended_at=param(ATTEMPTS.c.ended_at),
+        outcome=param(ATTEMPTS.c.outcome),
+        error_class=param(ATTEMPTS.c.error_class),
+        error_message=param(ATTEMPTS.c.error_message),
+        http_status=param(ATTEMPTS.c.http_status),
+        target_ref=param(ATTEMPTS.c.target_ref),
     )
 )
 _FINISH_STEP = (
-    update(_STEPS)
-    .where(_STEPS.c.id == _p(_STEPS.c.id))
+    update(STEPS)
+    .where(STEPS.c.id == param(STEPS.c.id))
     .values(
-        state=_p(_STEPS.c.state),
-        error_class=_p(_STEPS.c.error_class),
-        error_message=_p(_STEPS.c.error_message),
-        next_attempt_at=_p(_STEPS.c.next_attempt_at),
-        ended_at=_p(_STEPS.c.ended_at),
-        output=_p(_STEPS.c.output),
+        state=param(STEPS.c.state),
+        error_class=param(STEPS.c.error_class),
+        error_message=param(STEPS.c.error_message),
+        next_attempt_at=param(STEPS.c.next_attempt_at),
+        ended_at=param(STEPS.c.ended_at),
+        output=param(STEPS.c.output),
     )
 )
 _SETTLE = (
-    update(_TX)
-    .where(_TX.c.correlation_id == _p(_TX.c.correlation_id))
+    update(TX)
+    .where(TX.c.correlation_id == param(TX.c.correlation_id))
     .values(
-        state=_p(_TX.c.state),
-        state_reason=_p(_TX.c.state_reason),
+        state=param(TX.c.state),
+        state_reason=param(TX.c.state_reason),
         lease_owner=None,
         lease_expires_at=None,
-        next_attempt_at=_p(_TX.c.next_attempt_at),
-        updated_at=_p(_TX.c.updated_at),
-        completed_at=_p(_TX.c.completed_at),
+        next_attempt_at=param(TX.c.next_attempt_at),
+        updated_at=param(TX.c.updated_at),
+        completed_at=param(TX.c.completed_at),
     )
 )
 _END_RUN = (
-    update(_RUNS)
-    .where(_RUNS.c.id == _p(_RUNS.c.id))
-    .values(state=_p(_RUNS.c.state), ended_at=_p(_RUNS.c.ended_at))
+    update(RUNS)
+    .where(RUNS.c.id == param(RUNS.c.id))
+    .values(state=param(RUNS.c.state), ended_at=param(RUNS.c.ended_at))
 )
 
 
@@ -254,7 +207,7 @@ def _new_step(
     external_id: str | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """A new step's row (the columns of _NEW_STEP_COLUMNS), inserted with its first attempt
+    """A new step's row (the columns of runs_pg.NEW_STEP_COLUMNS), inserted with its first attempt
     counted: no UPDATE of the row just written."""
     return {
         "run_id": run_id,
@@ -334,7 +287,7 @@ async def record_first_attempt(
             # Atomic as one statement: both rows are committed, or neither is.
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             attempt_id, step_id = (
-                await session.execute(_FIRST_ATTEMPT, {f"p_{k}": v for k, v in values.items()})
+                await session.execute(FIRST_ATTEMPT, {f"p_{k}": v for k, v in values.items()})
             ).one()
             attempt = StepAttempt(
                 id=attempt_id, step_id=step_id, correlation_id=correlation_id, number=1,
@@ -406,9 +359,7 @@ async def add_external_ref(
 ) -> None:
     # A retry or replay of the step finds the reference its earlier attempt added.
     await session.execute(
-        insert_if_absent(
-            session, _REFS, ("correlation_id", "system", "object_type", "external_id")
-        ),
+        insert_if_absent(session, REFS, ("correlation_id", "system", "object_type", "external_id")),
         {
             "correlation_id": correlation_id,
             "system": system,
@@ -494,6 +445,94 @@ async def settle(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A record a step's call made (or found) in a target system."""
+
+    system: System
+    object_type: str
+    external_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """The settlement a run's last step commits with its success: the transaction posted."""
+
+    reason: str | None = None
+
+
+async def record_success(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    claimed: Claim,
+    attempt: StepAttempt,
+    *,
+    now: datetime,
+    outcome: AttemptOutcome,
+    step_state: StepState,
+    http_status: int | None = None,
+    target_ref: str | None = None,
+    output: Mapping[str, Any] | None = None,
+    ref: Reference | None = None,
+    posting: Posting | None = None,
+) -> None:
+    """Commit a step's success after its call: the attempt's outcome, the step, the reference
+    the call made and, with `posting`, the transaction posted (finish_attempt, add_external_ref
+    and settle in one transaction).
+
+    On PostgreSQL one statement in autocommit: one round trip where BEGIN, up to five writes
+    and COMMIT were seven. A replay's posting also resolves the exception that sent it, which
+    that statement does not write, so it keeps the transaction, as SQLite does.
+    """
+    async with sessionmaker() as session:
+        one_statement = session.get_bind().dialect.name == "postgresql" and not (
+            posting is not None and claimed.run.number > 1
+        )
+        if one_statement:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            params: dict[str, Any] = {
+                "p_attempt_id": attempt.id,
+                "p_step_id": attempt.step_id,
+                "p_correlation_id": claimed.transaction.correlation_id,
+                "p_now": now,
+                "p_outcome": outcome,
+                "p_http_status": http_status,
+                "p_target_ref": target_ref,
+                "p_step_state": step_state,
+                "p_output": dict(output) if output is not None else None,
+            }
+            if ref is not None:
+                params |= {
+                    "p_system": ref.system,
+                    "p_object_type": ref.object_type,
+                    "p_external_id": ref.external_id,
+                }
+            if posting is not None:
+                params |= {"p_run_id": claimed.run.id, "p_reason": posting.reason}
+            await session.execute(SUCCESS[ref is not None, posting is not None], params)
+            return
+    async with sessionmaker.begin() as session:
+        await finish_attempt(
+            session,
+            attempt,
+            now=now,
+            outcome=outcome,
+            step_state=step_state,
+            http_status=http_status,
+            target_ref=target_ref,
+            output=output,
+        )
+        if ref is not None:
+            await add_external_ref(
+                session,
+                claimed.transaction.correlation_id,
+                system=ref.system,
+                object_type=ref.object_type,
+                external_id=ref.external_id,
+            )
+        if posting is not None:
+            await settle(session, claimed, state=TxState.POSTED, now=now, reason=posting.reason)
+
+
 async def stale_transactions(
     session: AsyncSession, *, now: datetime, older_than: datetime, limit: int = 1000
 ) -> list[str]:
@@ -521,12 +560,12 @@ SETTLED_FOR_ORDERING = (
     TxState.REVERSED,
 )
 _UNSETTLED_ON_KEY = select(BusinessTransaction).where(
-    BusinessTransaction.ordering_key == _p(_TX.c.ordering_key),
-    BusinessTransaction.correlation_id != _p(_TX.c.correlation_id),
+    BusinessTransaction.ordering_key == param(TX.c.ordering_key),
+    BusinessTransaction.correlation_id != param(TX.c.correlation_id),
     BusinessTransaction.state.not_in(SETTLED_FOR_ORDERING),
 )
 _WAITING_ON_KEY = select(BusinessTransaction.correlation_id).where(
-    BusinessTransaction.ordering_key == _p(_TX.c.ordering_key),
+    BusinessTransaction.ordering_key == param(TX.c.ordering_key),
     BusinessTransaction.state == TxState.PENDING,
 )
 

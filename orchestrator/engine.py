@@ -183,16 +183,13 @@ async def _run_steps(
         outputs = dict(pre.outputs)
         settled = False
 
-        async def settle_posted(session: AsyncSession) -> None:
-            await runs.settle(session, claimed, state=TxState.POSTED, now=utc_now(), reason=reason)
-
         while pending:
             # Independent branches (every dependency met) run concurrently.
             ready = [step for step in pending if set(step.depends_on) & scope <= done]
             # The last step, alone: its success is the transaction's, so they commit together.
-            settle = settle_posted if len(ready) == len(pending) == 1 else None
+            posting = runs.Posting(reason) if len(ready) == len(pending) == 1 else None
             results = await asyncio.gather(
-                *(run_step(deps, claimed, s, data, outputs, settle=settle) for s in ready)
+                *(run_step(deps, claimed, s, data, outputs, posting=posting) for s in ready)
             )
             settled = any(r.settled for r in results)
             succeeded = [r for r in results if r.outcome is StepOutcome.SUCCEEDED]
@@ -207,7 +204,9 @@ async def _run_steps(
             pending = [step for step in pending if step.name not in done]
         if not settled:
             async with deps.sessionmaker.begin() as session:
-                await settle_posted(session)
+                await runs.settle(
+                    session, claimed, state=TxState.POSTED, now=utc_now(), reason=reason
+                )
         await _wake_successors(deps, claimed)
         return Outcome.POSTED
 

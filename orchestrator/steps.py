@@ -4,14 +4,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from lineage import runs
 from lineage.clock import utc_now
@@ -25,9 +24,6 @@ from orchestrator.deps import WorkerDeps
 from orchestrator.workflows import StepSkipped, StepSpec
 
 log = logging.getLogger(__name__)
-
-# Writes the transaction's settlement inside the transaction that records a step's success.
-Settle = Callable[[AsyncSession], Awaitable[None]]
 
 
 class StepOutcome(StrEnum):
@@ -78,17 +74,17 @@ async def run_step(
     data: BaseModel,
     outputs: Mapping[str, Mapping[str, Any]],
     *,
-    settle: Settle | None = None,
+    posting: runs.Posting | None = None,
 ) -> StepResult:
     """Attempt a step once; the attempt is committed before the call and its outcome after.
 
-    `outputs` holds what earlier steps handed on; the step sees those it `uses`. `settle`, for
+    `outputs` holds what earlier steps handed on; the step sees those it `uses`. `posting`, for
     the run's last step, is committed with a success: one commit fewer per transaction.
     """
     correlation_id = claimed.transaction.correlation_id
     started = time.perf_counter()
     with telemetry.span("concord.step", correlation_id, step=step.name, target=step.target):
-        result = await _attempt(deps, claimed, step, data, outputs, settle)
+        result = await _attempt(deps, claimed, step, data, outputs, posting)
     telemetry.STEP_SECONDS.labels(step.name, step.target.value, result.outcome.value).observe(
         time.perf_counter() - started
     )
@@ -103,7 +99,7 @@ async def _attempt(
     step: StepSpec,
     data: BaseModel,
     outputs: Mapping[str, Mapping[str, Any]],
-    settle: Settle | None,
+    posting: runs.Posting | None,
 ) -> StepResult:
     correlation_id = claimed.transaction.correlation_id
     wait = await _rate_limit(deps, step)
@@ -154,18 +150,17 @@ async def _attempt(
             deps, step, data, ctx, external_id, first=attempt.number == 1 and not replay
         )
     except StepSkipped as skipped:
-        async with deps.sessionmaker.begin() as session:
-            await runs.finish_attempt(
-                session,
-                attempt,
-                now=utc_now(),
-                outcome=AttemptOutcome.SUCCEEDED,
-                step_state=StepState.SKIPPED,
-                output={"skipped": str(skipped)},
-            )
-            if settle is not None:
-                await settle(session)
-        return StepResult(StepOutcome.SUCCEEDED, step, step_id=row.id, settled=settle is not None)
+        await runs.record_success(
+            deps.sessionmaker,
+            claimed,
+            attempt,
+            now=utc_now(),
+            outcome=AttemptOutcome.SUCCEEDED,
+            step_state=StepState.SKIPPED,
+            output={"skipped": str(skipped)},
+            posting=posting,
+        )
+        return StepResult(StepOutcome.SUCCEEDED, step, step_id=row.id, settled=posting is not None)
     except Retryable as exc:
         return await _retryable(deps, step, row, attempt, exc)
     except ConnectorError as exc:
@@ -180,32 +175,25 @@ async def _attempt(
     except asyncio.CancelledError:
         await _finish_cancelled(deps, attempt)
         raise
-    async with deps.sessionmaker.begin() as session:
-        await runs.finish_attempt(
-            session,
-            attempt,
-            now=utc_now(),
-            outcome=AttemptOutcome.FOUND_EXISTING if found else AttemptOutcome.SUCCEEDED,
-            step_state=StepState.SUCCEEDED,
-            http_status=record.http_status,
-            target_ref=record.record_id,
-            output=record.output,
-        )
-        await runs.add_external_ref(
-            session,
-            correlation_id,
-            system=record.system,
-            object_type=record.object_type,
-            external_id=record.record_id,
-        )
-        if settle is not None:
-            await settle(session)
+    await runs.record_success(
+        deps.sessionmaker,
+        claimed,
+        attempt,
+        now=utc_now(),
+        outcome=AttemptOutcome.FOUND_EXISTING if found else AttemptOutcome.SUCCEEDED,
+        step_state=StepState.SUCCEEDED,
+        http_status=record.http_status,
+        target_ref=record.record_id,
+        output=record.output,
+        ref=runs.Reference(record.system, record.object_type, record.record_id),
+        posting=posting,
+    )
     return StepResult(
         StepOutcome.SUCCEEDED,
         step,
         step_id=row.id,
         output=record.output,
-        settled=settle is not None,
+        settled=posting is not None,
     )
 
 

@@ -1,0 +1,162 @@
+"""PostgreSQL's one-statement forms of the engine's hot writes (lineage/runs.py uses them).
+
+Each is a data-modifying CTE executed in autocommit: atomic as one statement, and one round trip
+where BEGIN, each write and COMMIT were one each, for every step of every transaction
+(docs/performance.md, "Fewer engine round trips"). SQLite has no data-modifying CTEs, so
+runs.py keeps a transaction for it.
+
+The writes of one statement run against the same snapshot and cannot see each other: each here
+touches a different row of a different table, which is what makes them safe to combine.
+"""
+
+from typing import Any
+
+from sqlalchemy import Column, Insert, Select, bindparam, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql.elements import BindParameter
+
+from lineage.enums import RunState, TxState
+from lineage.models import (
+    BusinessTransaction,
+    ExternalRef,
+    StepAttempt,
+    WorkflowRun,
+    WorkflowStep,
+    table_of,
+)
+
+REFS = table_of(ExternalRef)
+TX = table_of(BusinessTransaction)
+RUNS = table_of(WorkflowRun)
+STEPS = table_of(WorkflowStep)
+ATTEMPTS = table_of(StepAttempt)
+
+# The statements of the hot path are built once, with their values as bound parameters:
+# building one per call (its WHERE and SET clauses) was a fifth of the worker's CPU per step
+# (docs/performance.md, "Lineage statements built once").
+
+
+def param(column: Column[Any], name: str = "") -> BindParameter[Any]:
+    """A bound parameter typed as `column` (so UTC datetimes are checked and converted),
+    named apart from the column, which SQLAlchemy reserves for its own SET parameters."""
+    return bindparam(f"p_{name or column.key}", type_=column.type)
+
+
+NEW_STEP_COLUMNS = (
+    "run_id",
+    "correlation_id",
+    "name",
+    "target_system",
+    "state",
+    "idempotency_key",
+    "external_id",
+    "started_at",
+    "attempt_count",
+)
+
+
+def _first_attempt_statement() -> Insert:
+    """A step's row and its first attempt."""
+    step = (
+        insert(STEPS)
+        .values({c: param(STEPS.c[c]) for c in NEW_STEP_COLUMNS})
+        .returning(STEPS.c.id)
+        .cte("new_step")
+    )
+    return (
+        insert(ATTEMPTS)
+        .from_select(
+            ["step_id", "correlation_id", "number", "started_at"],
+            select(step.c.id, param(STEPS.c.correlation_id), literal(1), param(STEPS.c.started_at)),
+        )
+        .returning(ATTEMPTS.c.id, ATTEMPTS.c.step_id)
+    )
+
+
+FIRST_ATTEMPT = _first_attempt_statement()
+
+
+def _success_statement(*, ref: bool, settle: bool) -> Select[tuple[int]]:
+    """A step's success: its attempt's outcome and the step; with `ref`, the external
+    reference its call made (kept if a retry's earlier attempt already added it); with
+    `settle`, the transaction posted and its run ended, for the run's last step.
+
+    Parameters: p_attempt_id, p_step_id, p_correlation_id, p_now, p_outcome, p_http_status,
+    p_target_ref, p_step_state, p_output; with `ref` p_system, p_object_type, p_external_id;
+    with `settle` p_run_id, p_reason. Answers the attempt's id (no row if it does not exist).
+    """
+    now = param(ATTEMPTS.c.ended_at, "now")
+    correlation_id = param(TX.c.correlation_id)
+    attempt = (
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.id == param(ATTEMPTS.c.id, "attempt_id"))
+        .values(
+            ended_at=now,
+            outcome=param(ATTEMPTS.c.outcome),
+            http_status=param(ATTEMPTS.c.http_status),
+            target_ref=param(ATTEMPTS.c.target_ref),
+        )
+        .returning(ATTEMPTS.c.id)
+        .cte("finished_attempt")
+    )
+    # What lineage.runs.finish_attempt writes for a success: an earlier failure's error and
+    # retry time are cleared.
+    writes = [
+        update(STEPS)
+        .where(STEPS.c.id == param(STEPS.c.id, "step_id"))
+        .values(
+            state=param(STEPS.c.state, "step_state"),
+            error_class=None,
+            error_message=None,
+            next_attempt_at=None,
+            ended_at=now,
+            output=param(STEPS.c.output),
+        )
+        .cte("finished_step")
+    ]
+    if ref:
+        writes.append(
+            pg_insert(REFS)
+            .values(
+                correlation_id=correlation_id,
+                system=param(REFS.c.system),
+                object_type=param(REFS.c.object_type),
+                external_id=param(REFS.c.external_id),
+                created_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["correlation_id", "system", "object_type", "external_id"]
+            )
+            .cte("new_ref")
+        )
+    if settle:
+        # What lineage.runs.settle writes for a posted first run.
+        writes.append(
+            update(TX)
+            .where(TX.c.correlation_id == correlation_id)
+            .values(
+                state=TxState.POSTED,
+                state_reason=param(TX.c.state_reason, "reason"),
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=None,
+                updated_at=now,
+                completed_at=now,
+            )
+            .cte("posted")
+        )
+        writes.append(
+            update(RUNS)
+            .where(RUNS.c.id == param(RUNS.c.id, "run_id"))
+            .values(state=RunState.SUCCEEDED, ended_at=now)
+            .cte("ended_run")
+        )
+    # The writes nothing reads are rendered all the same: PostgreSQL runs every one.
+    return select(attempt.c.id).add_cte(attempt, *writes)
+
+
+SUCCESS = {
+    (ref, settle): _success_statement(ref=ref, settle=settle)
+    for ref in (False, True)
+    for settle in (False, True)
+}
