@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -19,6 +19,18 @@ from lineage.enums import (
     System,
     TxState,
 )
+from lineage.hot_path import (
+    ATTEMPTS,
+    CLAIM,
+    FIRST_ATTEMPT,
+    FIRST_CLAIM,
+    REFS,
+    RUNS,
+    STEPS,
+    SUCCESS,
+    TX,
+    param,
+)
 from lineage.models import (
     BusinessTransaction,
     ExceptionItem,
@@ -26,37 +38,10 @@ from lineage.models import (
     WorkflowRun,
     WorkflowStep,
 )
-from lineage.runs_pg import ATTEMPTS, FIRST_ATTEMPT, REFS, RUNS, STEPS, SUCCESS, TX, param
 from lineage.upsert import insert_if_absent
 
-# The hot path's statements are built once, with bound parameters (lineage/runs_pg.py says why).
+# The hot path's statements are built once, with bound parameters (lineage/hot_path.py says why).
 
-
-def _claim_statement() -> Update:
-    tx = BusinessTransaction
-    now = param(TX.c.updated_at, "now")
-    return (
-        update(tx)
-        .where(
-            tx.correlation_id == param(TX.c.correlation_id),
-            tx.state.in_(ACTIVE_STATES),
-            or_(tx.lease_expires_at.is_(None), tx.lease_expires_at < now),
-            or_(tx.next_attempt_at.is_(None), tx.next_attempt_at <= now),
-        )
-        .values(
-            state=TxState.RUNNING,
-            lease_owner=param(TX.c.lease_owner),
-            lease_expires_at=param(TX.c.lease_expires_at),
-            next_attempt_at=None,
-            updated_at=now,
-        )
-        # The claimed row comes back with the UPDATE: no second round trip to read it.
-        .returning(tx)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-
-
-_CLAIM = _claim_statement()
 _COUNT_RUN = (
     update(TX)
     .where(TX.c.correlation_id == param(TX.c.correlation_id))
@@ -120,6 +105,18 @@ class Claim:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _first_run(correlation_id: str, now: datetime) -> dict[str, Any]:
+    """The row of a transaction's first run, as FIRST_CLAIM inserts it."""
+    return {
+        "correlation_id": correlation_id,
+        "number": 1,
+        "trigger": "initial",
+        "state": RunState.RUNNING,
+        "started_at": now,
+        "force_new_posting": False,
+    }
+
+
 async def claim(
     session: AsyncSession, correlation_id: str, *, owner: str, lease_until: datetime, now: datetime
 ) -> Claim | None:
@@ -128,15 +125,20 @@ async def claim(
     One conditional UPDATE decides, so two workers woken for the same transaction never both
     run its steps.
     """
-    row = await session.scalar(
-        _CLAIM,
-        {
-            "p_correlation_id": correlation_id,
-            "p_now": now,
-            "p_lease_owner": owner,
-            "p_lease_expires_at": lease_until,
-        },
-    )
+    params = {
+        "p_correlation_id": correlation_id,
+        "p_now": now,
+        "p_lease_owner": owner,
+        "p_lease_expires_at": lease_until,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        # Most claims are first claims: the lease and run 1 in one statement. A transaction
+        # that has run before is claimed below as on SQLite.
+        first = (await session.execute(FIRST_CLAIM, params)).one_or_none()
+        if first is not None:
+            taken, run_id = first
+            return Claim(taken, WorkflowRun(id=run_id, **_first_run(correlation_id, now)), {}, {})
+    row = await session.scalar(CLAIM, params)
     if row is None:
         return None
     # A transaction that never had a run has none running; a run opened here has no steps yet.
@@ -162,15 +164,12 @@ async def claim(
         )
         # The claimed row stays as the database now has it, without a flush of its own.
         set_committed_value(row, "run_count", number)
-        values = {
-            "correlation_id": correlation_id,
+        values = _first_run(correlation_id, now) | {
             "number": number,
             "trigger": "initial" if number == 1 else "resume",
-            "state": RunState.RUNNING,
-            "started_at": now,
         }
         run_id = await session.scalar(_INSERT_RUN, values)
-        run = WorkflowRun(id=run_id, force_new_posting=False, **values)
+        run = WorkflowRun(id=run_id, **values)
         return Claim(row, run, {}, {})
     steps = list(
         await session.execute(
@@ -207,7 +206,7 @@ def _new_step(
     external_id: str | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """A new step's row (the columns of runs_pg.NEW_STEP_COLUMNS), inserted with its first attempt
+    """A new step's row (the columns of hot_path.NEW_STEP_COLUMNS), inserted with its first attempt
     counted: no UPDATE of the row just written."""
     return {
         "run_id": run_id,

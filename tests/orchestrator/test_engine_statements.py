@@ -39,11 +39,13 @@ FIRST_RUN = [
 ]
 # The claim, the attempt before the call, the outcome and settlement after it.
 FIRST_RUN_COMMITS = 3
-# PostgreSQL writes the step and its first attempt in one statement, and the outcome with the
-# settlement in another, each in autocommit (lineage/runs_pg.py): one round trip each for
-# BEGIN, the writes and COMMIT, and two commits fewer.
+# PostgreSQL takes the lease and opens run 1 in one statement; it writes the step and its first
+# attempt in another, and the outcome with the settlement in a third, each of those two in
+# autocommit (lineage/hot_path.py): one round trip each for BEGIN, the writes and COMMIT, and
+# two commits fewer.
 FIRST_RUN_POSTGRES = [
-    *FIRST_RUN[:4],
+    "WITH business_transaction",
+    FIRST_RUN[3],
     "WITH workflow_step",
     "WITH step_attempt",
     FIRST_RUN[-1],

@@ -1,9 +1,10 @@
-"""PostgreSQL's one-statement forms of the engine's hot writes (lineage/runs.py uses them).
+"""The statements of the engine's hot path (lineage/runs.py runs them), built once.
 
-Each is a data-modifying CTE executed in autocommit: atomic as one statement, and one round trip
-where BEGIN, each write and COMMIT were one each, for every step of every transaction
-(docs/performance.md, "Fewer engine round trips"). SQLite has no data-modifying CTEs, so
-runs.py keeps a transaction for it.
+CLAIM serves both backends. The others are PostgreSQL's one-statement forms of writes that
+SQLite, which has no data-modifying CTEs, makes in a transaction: one round trip where BEGIN,
+each write and COMMIT were one each, for every transaction or step (docs/performance.md, "Fewer
+engine round trips"). FIRST_CLAIM runs inside the claim's transaction; FIRST_ATTEMPT and
+SUCCESS in autocommit, atomic as one statement.
 
 The writes of one statement run against the same snapshot and cannot see each other: each here
 touches a different row of a different table, which is what makes them safe to combine.
@@ -11,11 +12,27 @@ touches a different row of a different table, which is what makes them safe to c
 
 from typing import Any
 
-from sqlalchemy import Column, Insert, Select, bindparam, insert, literal, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    false,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter
 
-from lineage.enums import RunState, TxState
+from lineage.enums import ACTIVE_STATES, RunState, TxState
 from lineage.models import (
     BusinessTransaction,
     ExternalRef,
@@ -40,6 +57,73 @@ def param(column: Column[Any], name: str = "") -> BindParameter[Any]:
     """A bound parameter typed as `column` (so UTC datetimes are checked and converted),
     named apart from the column, which SQLAlchemy reserves for its own SET parameters."""
     return bindparam(f"p_{name or column.key}", type_=column.type)
+
+
+def _take(target: Table | type[BusinessTransaction], state: ColumnElement[bool]) -> Update:
+    """Take the lease on the transaction p_correlation_id if `state` holds and it is neither
+    held nor waiting at p_now: one conditional UPDATE decides, so two workers woken for the
+    same transaction never both run its steps."""
+    now = param(TX.c.updated_at, "now")
+    return (
+        update(target)
+        .where(
+            TX.c.correlation_id == param(TX.c.correlation_id),
+            state,
+            or_(TX.c.lease_expires_at.is_(None), TX.c.lease_expires_at < now),
+            or_(TX.c.next_attempt_at.is_(None), TX.c.next_attempt_at <= now),
+        )
+        .values(
+            state=TxState.RUNNING,
+            lease_owner=param(TX.c.lease_owner),
+            lease_expires_at=param(TX.c.lease_expires_at),
+            next_attempt_at=None,
+            updated_at=now,
+        )
+    )
+
+
+# The claimed row comes back with the UPDATE: no second round trip to read it.
+CLAIM = (
+    _take(BusinessTransaction, TX.c.state.in_(ACTIVE_STATES))
+    .returning(BusinessTransaction)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+
+
+def _first_claim_statement() -> Select[BusinessTransaction, int]:
+    """A transaction's first claim (it is `received` only until then): the lease, run 1
+    counted and opened. No row when the transaction is not received, held or due, in which
+    case CLAIM decides."""
+    claimed = (
+        _take(TX, TX.c.state == TxState.RECEIVED)
+        .values(run_count=1)
+        .returning(*TX.c)
+        .cte("claimed")
+    )
+    run = (
+        insert(RUNS)
+        .from_select(
+            ["correlation_id", "number", "trigger", "state", "started_at", "force_new_posting"],
+            select(
+                claimed.c.correlation_id,
+                literal(1),
+                literal("initial"),
+                literal(RunState.RUNNING, RUNS.c.state.type),
+                param(RUNS.c.started_at, "now"),
+                false(),
+            ),
+        )
+        .returning(RUNS.c.id)
+        .cte("new_run")
+    )
+    return (
+        select(aliased(BusinessTransaction, claimed), run.c.id)
+        .join_from(claimed, run, true())
+        .execution_options(populate_existing=True)
+    )
+
+
+FIRST_CLAIM = _first_claim_statement()
 
 
 NEW_STEP_COLUMNS = (
@@ -76,7 +160,7 @@ def _first_attempt_statement() -> Insert:
 FIRST_ATTEMPT = _first_attempt_statement()
 
 
-def _success_statement(*, ref: bool, settle: bool) -> Select[tuple[int]]:
+def _success_statement(*, ref: bool, settle: bool) -> Select[int]:
     """A step's success: its attempt's outcome and the step; with `ref`, the external
     reference its call made (kept if a retry's earlier attempt already added it); with
     `settle`, the transaction posted and its run ended, for the run's last step.
