@@ -161,8 +161,11 @@ async def commit_event(
     look_first = False
     for attempt in range(3):
         try:
-            async with sessionmaker.begin() as session:
-                result = await inbox.record_event(session, incoming, look_first=look_first)
+            if look_first:
+                async with sessionmaker.begin() as session:
+                    result = await inbox.record_event(session, incoming)
+            else:
+                result = await inbox.record_first_delivery(sessionmaker, incoming)
             break
         except (inbox.AlreadyStored, IntegrityError):
             look_first = True

@@ -26,6 +26,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,6 +37,7 @@ from lineage.enums import ACTIVE_STATES, RunState, TxState
 from lineage.models import (
     BusinessTransaction,
     ExternalRef,
+    InboxEvent,
     StepAttempt,
     WorkflowRun,
     WorkflowStep,
@@ -43,6 +45,7 @@ from lineage.models import (
 )
 
 REFS = table_of(ExternalRef)
+EVENTS = table_of(InboxEvent)
 TX = table_of(BusinessTransaction)
 RUNS = table_of(WorkflowRun)
 STEPS = table_of(WorkflowStep)
@@ -244,3 +247,56 @@ SUCCESS = {
     for ref in (False, True)
     for settle in (False, True)
 }
+
+
+_TX_COLUMNS = (
+    "correlation_id", "workflow", "state", "state_reason", "source_system", "event_type",
+    "canonical", "customer_id", "subscription_id", "invoice_id", "amount_minor", "currency",
+    "period", "ordering_key", "occurred_at", "received_at", "updated_at", "completed_at",
+    "run_count",
+)  # fmt: skip
+_EVENT_COLUMNS = (
+    "source", "source_event_id", "event_type", "status", "ignored_reason", "correlation_id",
+    "payload", "payload_sha256", "received_at", "last_delivery_at", "deliveries",
+)  # fmt: skip
+# The intake adds a reference to each of these objects an event names (its <key>_id).
+REF_KEYS = ("invoice", "customer", "subscription")
+
+
+def _first_delivery_statement() -> Select[int]:
+    """An event's first delivery: the event, the transaction it starts, and a reference to
+    each billing object it names, written only when the event's (source, source_event_id) is
+    free: no row, and nothing written, for a redelivery.
+
+    Parameters: p_<column> of the transaction (_TX_COLUMNS), p_event_<column> of the event
+    (_EVENT_COLUMNS). The event names its transaction, inserted by the same statement: the
+    foreign key is checked at the statement's end.
+    """
+    event = (
+        pg_insert(EVENTS)
+        .values({c: param(EVENTS.c[c], f"event_{c}") for c in _EVENT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["source", "source_event_id"])
+        .returning(EVENTS.c.id)
+        .cte("new_event")
+    )
+    transaction = insert(TX).from_select(
+        list(_TX_COLUMNS), select(*(param(TX.c[c]) for c in _TX_COLUMNS)).select_from(event)
+    )
+    correlation_id, system = param(TX.c.correlation_id), param(TX.c.source_system)
+    now = param(TX.c.received_at)
+    named = [
+        select(correlation_id, system, literal(key), param(TX.c[f"{key}_id"]), now)
+        .select_from(event)
+        .where(param(TX.c[f"{key}_id"]).is_not(None))
+        for key in REF_KEYS
+    ]
+    refs = insert(REFS).from_select(
+        ["correlation_id", "system", "object_type", "external_id", "created_at"],
+        union_all(*named),
+    )
+    return select(event.c.id).add_cte(
+        event, transaction.cte("new_transaction"), refs.cte("new_refs")
+    )
+
+
+FIRST_DELIVERY = _first_delivery_statement()

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.clock import new_correlation_id, utc_now
 from lineage.enums import EventStatus, System, TxState
+from lineage.hot_path import FIRST_DELIVERY, REF_KEYS
 from lineage.models import BusinessTransaction, ExternalRef, InboxEvent, table_of
 from lineage.upsert import insert_if_absent
 
@@ -101,36 +102,34 @@ async def _count_redelivery(
     return InboxResult(existing.correlation_id, existing.status, duplicate=True)
 
 
-async def _store_new(session: AsyncSession, incoming: IncomingEvent, digest: str) -> InboxResult:
+def _new_rows(
+    incoming: IncomingEvent, digest: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A first delivery's rows: the transaction, its references, the event."""
     now = utc_now()
     correlation_id = new_correlation_id()
     ignored = incoming.workflow is None
-    # Core inserts into the tables, not the unit of work nor ORM-enabled statements: nothing
-    # reads these rows back in this session, and the intake's acknowledgement waits on every
-    # statement's CPU as well as its round trip (docs/performance.md, "Intake").
-    await session.execute(
-        _INSERT_TRANSACTION,
-        {
-            "correlation_id": correlation_id,
-            "workflow": incoming.workflow,
-            "state": TxState.IGNORED if ignored else TxState.RECEIVED,
-            "state_reason": incoming.ignored_reason,
-            "source_system": incoming.source_system,
-            "event_type": incoming.event_type,
-            "canonical": incoming.canonical,
-            "customer_id": incoming.customer_id,
-            "subscription_id": incoming.subscription_id,
-            "invoice_id": incoming.invoice_id,
-            "amount_minor": incoming.amount_minor,
-            "currency": incoming.currency,
-            "period": incoming.period,
-            "ordering_key": incoming.ordering_key,
-            "occurred_at": incoming.occurred_at,
-            "received_at": now,
-            "updated_at": now,
-            "completed_at": now if ignored else None,
-        },
-    )
+    transaction = {
+        "correlation_id": correlation_id,
+        "workflow": incoming.workflow,
+        "state": TxState.IGNORED if ignored else TxState.RECEIVED,
+        "state_reason": incoming.ignored_reason,
+        "source_system": incoming.source_system,
+        "event_type": incoming.event_type,
+        "canonical": incoming.canonical,
+        "customer_id": incoming.customer_id,
+        "subscription_id": incoming.subscription_id,
+        "invoice_id": incoming.invoice_id,
+        "amount_minor": incoming.amount_minor,
+        "currency": incoming.currency,
+        "period": incoming.period,
+        "ordering_key": incoming.ordering_key,
+        "occurred_at": incoming.occurred_at,
+        "received_at": now,
+        "updated_at": now,
+        "completed_at": now if ignored else None,
+        "run_count": 0,
+    }
     refs = [
         {
             "correlation_id": correlation_id,
@@ -139,35 +138,64 @@ async def _store_new(session: AsyncSession, incoming: IncomingEvent, digest: str
             "external_id": external_id,
             "created_at": now,
         }
-        for object_type, external_id in (
-            ("invoice", incoming.invoice_id),
-            ("customer", incoming.customer_id),
-            ("subscription", incoming.subscription_id),
-        )
-        if external_id
+        for object_type in REF_KEYS
+        if (external_id := getattr(incoming, f"{object_type}_id"))
     ]
+    event = {
+        "source": incoming.source,
+        "source_event_id": incoming.source_event_id,
+        "event_type": incoming.event_type,
+        "status": EventStatus.IGNORED if ignored else EventStatus.ACCEPTED,
+        "ignored_reason": incoming.ignored_reason,
+        "correlation_id": correlation_id,
+        "payload": incoming.payload,
+        "payload_sha256": digest,
+        "received_at": now,
+        "last_delivery_at": now,
+        "deliveries": 1,
+    }
+    return transaction, refs, event
+
+
+async def record_first_delivery(
+    sessionmaker: async_sessionmaker[AsyncSession], incoming: IncomingEvent
+) -> InboxResult:
+    """Commit an event taken for a first delivery with its transaction: record_event with
+    look_first=False in a transaction of its own, raising AlreadyStored the same way.
+
+    On PostgreSQL one statement in autocommit (hot_path.FIRST_DELIVERY): one round trip where
+    BEGIN, three inserts and COMMIT were five, on every event the intake acknowledges.
+    """
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            transaction, _, event = _new_rows(incoming, payload_digest(incoming.payload))
+            params = {f"p_{k}": v for k, v in transaction.items()} | {
+                f"p_event_{k}": v for k, v in event.items()
+            }
+            if await session.scalar(FIRST_DELIVERY, params) is None:
+                raise AlreadyStored(incoming.source_event_id)
+            return InboxResult(transaction["correlation_id"], event["status"], duplicate=False)
+    async with sessionmaker.begin() as session:
+        return await record_event(session, incoming, look_first=False)
+
+
+async def _store_new(session: AsyncSession, incoming: IncomingEvent, digest: str) -> InboxResult:
+    # Core inserts into the tables, not the unit of work nor ORM-enabled statements: nothing
+    # reads these rows back in this session, and the intake's acknowledgement waits on every
+    # statement's CPU as well as its round trip (docs/performance.md, "Intake").
+    transaction, refs, event = _new_rows(incoming, digest)
+    await session.execute(_INSERT_TRANSACTION, transaction)
     if refs:
         # One executemany, sent as one statement; a multi-row VALUES would be compiled afresh
         # for every request (SQLAlchemy does not cache those).
         await session.execute(_INSERT_REFS, refs)
-    status = EventStatus.IGNORED if ignored else EventStatus.ACCEPTED
     # ON CONFLICT DO NOTHING rather than a unique violation: a redelivery is routine, not an
     # error for PostgreSQL's log, and the caller rolls back the transaction row added above.
     stored = await session.scalar(
         insert_if_absent(session, _EVENTS, ("source", "source_event_id"), returning="id"),
-        {
-            "source": incoming.source,
-            "source_event_id": incoming.source_event_id,
-            "event_type": incoming.event_type,
-            "status": status,
-            "ignored_reason": incoming.ignored_reason,
-            "correlation_id": correlation_id,
-            "payload": incoming.payload,
-            "payload_sha256": digest,
-            "received_at": now,
-            "last_delivery_at": now,
-        },
+        event,
     )
     if stored is None:
         raise AlreadyStored(incoming.source_event_id)
-    return InboxResult(correlation_id, status, duplicate=False)
+    return InboxResult(transaction["correlation_id"], event["status"], duplicate=False)

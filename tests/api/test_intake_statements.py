@@ -22,6 +22,13 @@ FIRST_DELIVERY = [
     "INSERT external_ref",
     "INSERT inbox_event",
 ]
+# PostgreSQL writes the three in one statement in autocommit (lineage/hot_path.py).
+FIRST_DELIVERY_POSTGRES = ["WITH inbox_event"]
+
+
+def _first_delivery(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
+    postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
+    return FIRST_DELIVERY_POSTGRES if postgres else FIRST_DELIVERY
 
 
 async def test_a_first_delivery_inserts_without_looking_for_a_stored_event(
@@ -33,7 +40,7 @@ async def test_a_first_delivery_inserts_without_looking_for_a_stored_event(
         response = await client.post(URL, content=body, headers=signed_headers(body))
 
     assert response.status_code == 202, response.text
-    assert [statement_shape(s) for s in sent] == FIRST_DELIVERY
+    assert [statement_shape(s) for s in sent] == _first_delivery(sessionmaker)
     assert await inbox_counts(sessionmaker) == (1, 1)
 
 
@@ -53,9 +60,10 @@ async def test_a_redelivery_is_counted_without_a_database_error(
     assert again.json()["duplicate"] is True
     assert again.json()["correlation_id"] == first.json()["correlation_id"]
     assert raised == []
-    # The first attempt's inserts are rolled back; the second finds the event and counts it.
+    # The first attempt writes nothing (rolled back, or on PostgreSQL nothing of the statement
+    # is written once the event's key is taken); the second finds the event and counts it.
     assert [statement_shape(s) for s in sent] == [
-        *FIRST_DELIVERY,
+        *_first_delivery(sessionmaker),
         "SELECT inbox_event",
         "UPDATE inbox_event",
     ]
