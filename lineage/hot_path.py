@@ -3,8 +3,8 @@
 CLAIM serves both backends. The others are PostgreSQL's one-statement forms of writes that
 SQLite, which has no data-modifying CTEs, makes in a transaction: one round trip where BEGIN,
 each write and COMMIT were one each, for every transaction or step (docs/performance.md, "Fewer
-engine round trips"). FIRST_CLAIM runs inside the claim's transaction; FIRST_ATTEMPT and
-SUCCESS in autocommit, atomic as one statement.
+engine round trips"). FIRST_CLAIM runs inside the claim's transaction; FIRST_DELIVERY,
+FIRST_ATTEMPT, FINISH and SUCCESS in autocommit, atomic as one statement.
 
 The writes of one statement run against the same snapshot and cannot see each other: each here
 touches a different row of a different table, which is what makes them safe to combine.
@@ -161,6 +161,45 @@ def _first_attempt_statement() -> Insert:
 
 
 FIRST_ATTEMPT = _first_attempt_statement()
+
+
+def _finish_statement() -> Select[int]:
+    """An attempt's outcome and its step, whatever the outcome (lineage.runs.finish_attempt's
+    two UPDATEs). Parameters: p_attempt_id, p_now, p_outcome, p_error_class, p_error_message,
+    p_http_status, p_target_ref; p_step_id, p_step_state, p_next_attempt_at, p_step_ended_at,
+    p_output. Answers the attempt's id."""
+    error_class, error_message = param(ATTEMPTS.c.error_class), param(ATTEMPTS.c.error_message)
+    attempt = (
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.id == param(ATTEMPTS.c.id, "attempt_id"))
+        .values(
+            ended_at=param(ATTEMPTS.c.ended_at, "now"),
+            outcome=param(ATTEMPTS.c.outcome),
+            error_class=error_class,
+            error_message=error_message,
+            http_status=param(ATTEMPTS.c.http_status),
+            target_ref=param(ATTEMPTS.c.target_ref),
+        )
+        .returning(ATTEMPTS.c.id)
+        .cte("finished_attempt")
+    )
+    step = (
+        update(STEPS)
+        .where(STEPS.c.id == param(STEPS.c.id, "step_id"))
+        .values(
+            state=param(STEPS.c.state, "step_state"),
+            error_class=error_class,
+            error_message=error_message,
+            next_attempt_at=param(STEPS.c.next_attempt_at),
+            ended_at=param(STEPS.c.ended_at, "step_ended_at"),
+            output=param(STEPS.c.output),
+        )
+        .cte("finished_step")
+    )
+    return select(attempt.c.id).add_cte(attempt, step)
+
+
+FINISH = _finish_statement()
 
 
 def _success_statement(*, ref: bool, settle: bool) -> Select[int]:

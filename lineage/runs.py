@@ -22,6 +22,7 @@ from lineage.enums import (
 from lineage.hot_path import (
     ATTEMPTS,
     CLAIM,
+    FINISH,
     FIRST_ATTEMPT,
     FIRST_CLAIM,
     REFS,
@@ -307,6 +308,10 @@ async def record_first_attempt(
         )
 
 
+# A step in one of these states is over: it gets its ended_at.
+_ENDED = frozenset({StepState.SUCCEEDED, StepState.SKIPPED, StepState.FAILED_TERMINAL})
+
+
 async def finish_attempt(
     session: AsyncSession,
     attempt: StepAttempt,
@@ -321,7 +326,7 @@ async def finish_attempt(
     next_attempt_at: datetime | None = None,
     output: Mapping[str, Any] | None = None,
 ) -> None:
-    done = step_state in (StepState.SUCCEEDED, StepState.SKIPPED, StepState.FAILED_TERMINAL)
+    done = step_state in _ENDED
     await session.execute(
         _FINISH_ATTEMPT,
         {
@@ -346,6 +351,57 @@ async def finish_attempt(
             "p_output": dict(output) if output is not None else None,
         },
     )
+
+
+async def record_outcome(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    attempt: StepAttempt,
+    *,
+    now: datetime,
+    outcome: AttemptOutcome,
+    step_state: StepState,
+    error_class: ErrorClass | None = None,
+    error_message: str | None = None,
+    http_status: int | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Commit an attempt's outcome that is not a success (finish_attempt in a transaction of
+    its own): on PostgreSQL one statement in autocommit, where BEGIN, two UPDATEs and COMMIT
+    were four round trips."""
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            done = step_state in _ENDED
+            await session.execute(
+                FINISH,
+                {
+                    "p_attempt_id": attempt.id,
+                    "p_now": now,
+                    "p_outcome": outcome,
+                    "p_error_class": error_class,
+                    "p_error_message": error_message,
+                    "p_http_status": http_status,
+                    "p_target_ref": None,
+                    "p_step_id": attempt.step_id,
+                    "p_step_state": step_state,
+                    "p_next_attempt_at": next_attempt_at,
+                    "p_step_ended_at": now if done else None,
+                    "p_output": None,
+                },
+            )
+            return
+    async with sessionmaker.begin() as session:
+        await finish_attempt(
+            session,
+            attempt,
+            now=now,
+            outcome=outcome,
+            step_state=step_state,
+            error_class=error_class,
+            error_message=error_message,
+            http_status=http_status,
+            next_attempt_at=next_attempt_at,
+        )
 
 
 async def add_external_ref(

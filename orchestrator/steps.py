@@ -259,18 +259,17 @@ async def _retryable(
         retry_after_s=exc.retry_after_s,
     )
     due = now + timedelta(seconds=delay)
-    async with deps.sessionmaker.begin() as session:
-        await runs.finish_attempt(
-            session,
-            attempt,
-            now=now,
-            outcome=AttemptOutcome.FAILED,
-            step_state=StepState.FAILED_RETRYABLE,
-            error_class=ErrorClass.RETRYABLE,
-            error_message=str(exc),
-            http_status=exc.http_status,
-            next_attempt_at=due,
-        )
+    await runs.record_outcome(
+        deps.sessionmaker,
+        attempt,
+        now=now,
+        outcome=AttemptOutcome.FAILED,
+        step_state=StepState.FAILED_RETRYABLE,
+        error_class=ErrorClass.RETRYABLE,
+        error_message=str(exc),
+        http_status=exc.http_status,
+        next_attempt_at=due,
+    )
     return StepResult(
         StepOutcome.RETRY,
         step,
@@ -286,16 +285,15 @@ async def _finish_cancelled(deps: WorkerDeps, attempt: StepAttempt) -> None:
     the event and hold the event back as a suspected poison (orchestrator/quarantine.py). Its
     outcome is unknown all the same: the next attempt looks the record up before posting."""
     try:
-        async with deps.sessionmaker.begin() as session:
-            await runs.finish_attempt(
-                session,
-                attempt,
-                now=utc_now(),
-                outcome=AttemptOutcome.FAILED,
-                step_state=StepState.FAILED_RETRYABLE,
-                error_class=ErrorClass.RETRYABLE,
-                error_message=runs.CANCELLED_ATTEMPT,
-            )
+        await runs.record_outcome(
+            deps.sessionmaker,
+            attempt,
+            now=utc_now(),
+            outcome=AttemptOutcome.FAILED,
+            step_state=StepState.FAILED_RETRYABLE,
+            error_class=ErrorClass.RETRYABLE,
+            error_message=runs.CANCELLED_ATTEMPT,
+        )
     except Exception:
         # Left open, the attempt is closed by the next holder as a death, as before this.
         log.warning("could not record the cancelled attempt %s", attempt.id, exc_info=True)
@@ -304,14 +302,13 @@ async def _finish_cancelled(deps: WorkerDeps, attempt: StepAttempt) -> None:
 async def _finish_failed(
     deps: WorkerDeps, attempt: StepAttempt, exc: ConnectorError, error_class: ErrorClass
 ) -> None:
-    async with deps.sessionmaker.begin() as session:
-        await runs.finish_attempt(
-            session,
-            attempt,
-            now=utc_now(),
-            outcome=AttemptOutcome.FAILED,
-            step_state=StepState.FAILED_TERMINAL,
-            error_class=error_class,
-            error_message=str(exc),
-            http_status=exc.http_status,
-        )
+    await runs.record_outcome(
+        deps.sessionmaker,
+        attempt,
+        now=utc_now(),
+        outcome=AttemptOutcome.FAILED,
+        step_state=StepState.FAILED_TERMINAL,
+        error_class=error_class,
+        error_message=str(exc),
+        http_status=exc.http_status,
+    )

@@ -1,5 +1,6 @@
-"""A step's success, committed after its call: on PostgreSQL in one statement, and the rows
-exactly those that finish_attempt, add_external_ref and settle write in a transaction."""
+"""An attempt's outcome, committed after its call: on PostgreSQL in one statement, and the rows
+exactly those that finish_attempt (with add_external_ref and settle for a success) write in a
+transaction."""
 
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,3 +136,40 @@ async def test_a_skipped_step_with_no_reference_settles_the_transaction(sessionm
     assert by_table["business_transaction"]["state"] is TxState.POSTED
     assert by_table["business_transaction"]["lease_owner"] is None
     assert by_table["workflow_run"]["state"] is RunState.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("state", "due_in_s"),
+    [(StepState.FAILED_RETRYABLE, 30), (StepState.FAILED_TERMINAL, None)],
+    ids=["retry", "terminal"],
+)
+async def test_a_failed_attempt_writes_the_rows_a_transaction_would(
+    sessionmaker: SM, state: StepState, due_in_s: int | None
+) -> None:
+    since = utc_now() - timedelta(seconds=5)
+    written, attempt = await _running_step(sessionmaker, since, retried=False)
+    reference, other = await _running_step(sessionmaker, since, retried=False)
+    now = utc_now()
+    outcome: dict[str, Any] = {
+        "now": now,
+        "outcome": AttemptOutcome.FAILED,
+        "step_state": state,
+        "error_class": ErrorClass.RETRYABLE if due_in_s else ErrorClass.TERMINAL,
+        "error_message": "HTTP 503" if due_in_s else "HTTP 400: invalid currency",
+        "http_status": 503 if due_in_s else 400,
+        "next_attempt_at": now + timedelta(seconds=due_in_s) if due_in_s else None,
+    }
+
+    await runs.record_outcome(sessionmaker, attempt, **outcome)
+    async with sessionmaker.begin() as session:
+        await runs.finish_attempt(session, other, **outcome)
+
+    rows = await _rows(sessionmaker, written.transaction.correlation_id)
+    assert rows == await _rows(sessionmaker, reference.transaction.correlation_id)
+    by_table = {row["table"]: row for row in rows}
+    assert by_table["workflow_step"]["state"] is state
+    assert by_table["workflow_step"]["error_message"] == outcome["error_message"]
+    assert (by_table["workflow_step"]["ended_at"] is None) is (due_in_s is not None)
+    assert by_table["step_attempt"]["http_status"] == outcome["http_status"]
+    # The transaction is the engine's to settle afterwards; the outcome leaves it running.
+    assert by_table["business_transaction"]["state"] is TxState.RUNNING
