@@ -13,6 +13,7 @@ touches a different row of a different table, which is what makes them safe to c
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     Column,
     ColumnElement,
     Insert,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter
 
@@ -129,6 +131,16 @@ def _first_claim_statement() -> Select[BusinessTransaction, int]:
 FIRST_CLAIM = _first_claim_statement()
 
 
+async def autocommit_on_postgres(session: AsyncSession) -> bool:
+    """Put a fresh `session` in autocommit for one of these one-statement writes, which is
+    atomic as a statement; False on SQLite, where the caller makes the writes in a
+    transaction instead."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return True
+
+
 NEW_STEP_COLUMNS = (
     "run_id",
     "correlation_id",
@@ -163,11 +175,11 @@ def _first_attempt_statement() -> Insert:
 FIRST_ATTEMPT = _first_attempt_statement()
 
 
-def _finish_statement() -> Select[int]:
-    """An attempt's outcome and its step, whatever the outcome (lineage.runs.finish_attempt's
-    two UPDATEs). Parameters: p_attempt_id, p_now, p_outcome, p_error_class, p_error_message,
+def _finish_updates() -> tuple[Update, Update]:
+    """An attempt's outcome and its step (lineage.runs.finish_attempt runs them on SQLite).
+    Parameters: p_attempt_id, p_now, p_outcome, p_error_class, p_error_message,
     p_http_status, p_target_ref; p_step_id, p_step_state, p_next_attempt_at, p_step_ended_at,
-    p_output. Answers the attempt's id."""
+    p_output (lineage.runs._finish_params names them)."""
     error_class, error_message = param(ATTEMPTS.c.error_class), param(ATTEMPTS.c.error_message)
     attempt = (
         update(ATTEMPTS)
@@ -180,8 +192,6 @@ def _finish_statement() -> Select[int]:
             http_status=param(ATTEMPTS.c.http_status),
             target_ref=param(ATTEMPTS.c.target_ref),
         )
-        .returning(ATTEMPTS.c.id)
-        .cte("finished_attempt")
     )
     step = (
         update(STEPS)
@@ -194,8 +204,25 @@ def _finish_statement() -> Select[int]:
             ended_at=param(STEPS.c.ended_at, "step_ended_at"),
             output=param(STEPS.c.output),
         )
-        .cte("finished_step")
     )
+    return attempt, step
+
+
+FINISH_ATTEMPT, FINISH_STEP = _finish_updates()
+
+
+def _finished() -> tuple[CTE, CTE]:
+    """FINISH_ATTEMPT (answering the attempt's id) and FINISH_STEP as the CTEs
+    finished_attempt and finished_step."""
+    return (
+        FINISH_ATTEMPT.returning(ATTEMPTS.c.id).cte("finished_attempt"),
+        FINISH_STEP.cte("finished_step"),
+    )
+
+
+def _finish_statement() -> Select[int]:
+    """An attempt's outcome and its step, whatever the outcome. Answers the attempt's id."""
+    attempt, step = _finished()
     return select(attempt.c.id).add_cte(attempt, step)
 
 
@@ -203,43 +230,18 @@ FINISH = _finish_statement()
 
 
 def _success_statement(*, ref: bool, settle: bool) -> Select[int]:
-    """A step's success: its attempt's outcome and the step; with `ref`, the external
-    reference its call made (kept if a retry's earlier attempt already added it); with
-    `settle`, the transaction posted and its run ended, for the run's last step.
+    """A step's success: its attempt's outcome and the step (_finished); with `ref`, the
+    external reference its call made (kept if a retry's earlier attempt already added it);
+    with `settle`, the transaction posted and its run ended, for the run's last step.
 
-    Parameters: p_attempt_id, p_step_id, p_correlation_id, p_now, p_outcome, p_http_status,
-    p_target_ref, p_step_state, p_output; with `ref` p_system, p_object_type, p_external_id;
-    with `settle` p_run_id, p_reason. Answers the attempt's id (no row if it does not exist).
+    Parameters: _finished's, and p_correlation_id; with `ref` p_system, p_object_type,
+    p_external_id; with `settle` p_run_id, p_reason. Answers the attempt's id (no row if it
+    does not exist).
     """
     now = param(ATTEMPTS.c.ended_at, "now")
     correlation_id = param(TX.c.correlation_id)
-    attempt = (
-        update(ATTEMPTS)
-        .where(ATTEMPTS.c.id == param(ATTEMPTS.c.id, "attempt_id"))
-        .values(
-            ended_at=now,
-            outcome=param(ATTEMPTS.c.outcome),
-            http_status=param(ATTEMPTS.c.http_status),
-            target_ref=param(ATTEMPTS.c.target_ref),
-        )
-        .returning(ATTEMPTS.c.id)
-        .cte("finished_attempt")
-    )
-    # What lineage.runs.finish_attempt writes for a success: an earlier failure's error and
-    # retry time are cleared.
-    writes = [
-        update(STEPS)
-        .where(STEPS.c.id == param(STEPS.c.id, "step_id"))
-        .values(
-            state=param(STEPS.c.state, "step_state"),
-            error_class=None,
-            error_message=None,
-            next_attempt_at=None,
-            ended_at=now,
-            output=param(STEPS.c.output),
-        )
-        .cte("finished_step")
-    ]
+    attempt, step = _finished()
+    writes = [step]
     if ref:
         writes.append(
             pg_insert(REFS)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.clock import new_correlation_id, utc_now
 from lineage.enums import EventStatus, System, TxState
-from lineage.hot_path import FIRST_DELIVERY, REF_KEYS
+from lineage.hot_path import FIRST_DELIVERY, REF_KEYS, autocommit_on_postgres
 from lineage.models import BusinessTransaction, ExternalRef, InboxEvent, table_of
 from lineage.upsert import insert_if_absent
 
@@ -167,8 +167,7 @@ async def record_first_delivery(
     BEGIN, three inserts and COMMIT were five, on every event the intake acknowledges.
     """
     async with sessionmaker() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        if await autocommit_on_postgres(session):
             transaction, _, event = _new_rows(incoming, payload_digest(incoming.payload))
             params = {f"p_{k}": v for k, v in transaction.items()} | {
                 f"p_event_{k}": v for k, v in event.items()

@@ -23,6 +23,8 @@ from lineage.hot_path import (
     ATTEMPTS,
     CLAIM,
     FINISH,
+    FINISH_ATTEMPT,
+    FINISH_STEP,
     FIRST_ATTEMPT,
     FIRST_CLAIM,
     REFS,
@@ -30,6 +32,7 @@ from lineage.hot_path import (
     STEPS,
     SUCCESS,
     TX,
+    autocommit_on_postgres,
     param,
 )
 from lineage.models import (
@@ -51,30 +54,6 @@ _COUNT_RUN = (
 _INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
 _INSERT_STEP = insert(STEPS).returning(STEPS.c.id)
 _INSERT_ATTEMPT = insert(ATTEMPTS).returning(ATTEMPTS.c.id)
-_FINISH_ATTEMPT = (
-    update(ATTEMPTS)
-    .where(ATTEMPTS.c.id == param(ATTEMPTS.c.id))
-    .values(
-        ended_at=param(ATTEMPTS.c.ended_at),
-        outcome=param(ATTEMPTS.c.outcome),
-        error_class=param(ATTEMPTS.c.error_class),
-        error_message=param(ATTEMPTS.c.error_message),
-        http_status=param(ATTEMPTS.c.http_status),
-        target_ref=param(ATTEMPTS.c.target_ref),
-    )
-)
-_FINISH_STEP = (
-    update(STEPS)
-    .where(STEPS.c.id == param(STEPS.c.id))
-    .values(
-        state=param(STEPS.c.state),
-        error_class=param(STEPS.c.error_class),
-        error_message=param(STEPS.c.error_message),
-        next_attempt_at=param(STEPS.c.next_attempt_at),
-        ended_at=param(STEPS.c.ended_at),
-        output=param(STEPS.c.output),
-    )
-)
 _SETTLE = (
     update(TX)
     .where(TX.c.correlation_id == param(TX.c.correlation_id))
@@ -283,9 +262,8 @@ async def record_first_attempt(
     """
     values = _new_step(run_id, correlation_id, name, target, idempotency_key, external_id, now)
     async with sessionmaker() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            # Atomic as one statement: both rows are committed, or neither is.
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        # Atomic as one statement: both rows are committed, or neither is.
+        if await autocommit_on_postgres(session):
             attempt_id, step_id = (
                 await session.execute(FIRST_ATTEMPT, {f"p_{k}": v for k, v in values.items()})
             ).one()
@@ -326,31 +304,51 @@ async def finish_attempt(
     next_attempt_at: datetime | None = None,
     output: Mapping[str, Any] | None = None,
 ) -> None:
-    done = step_state in _ENDED
-    await session.execute(
-        _FINISH_ATTEMPT,
-        {
-            "p_id": attempt.id,
-            "p_ended_at": now,
-            "p_outcome": outcome,
-            "p_error_class": error_class,
-            "p_error_message": error_message,
-            "p_http_status": http_status,
-            "p_target_ref": target_ref,
-        },
+    params = _finish_params(
+        attempt,
+        now=now,
+        outcome=outcome,
+        step_state=step_state,
+        error_class=error_class,
+        error_message=error_message,
+        http_status=http_status,
+        target_ref=target_ref,
+        next_attempt_at=next_attempt_at,
+        output=output,
     )
-    await session.execute(
-        _FINISH_STEP,
-        {
-            "p_id": attempt.step_id,
-            "p_state": step_state,
-            "p_error_class": error_class,
-            "p_error_message": error_message,
-            "p_next_attempt_at": next_attempt_at,
-            "p_ended_at": now if done else None,
-            "p_output": dict(output) if output is not None else None,
-        },
-    )
+    # Each statement takes the parameters it names.
+    await session.execute(FINISH_ATTEMPT, params)
+    await session.execute(FINISH_STEP, params)
+
+
+def _finish_params(
+    attempt: StepAttempt,
+    *,
+    now: datetime,
+    outcome: AttemptOutcome,
+    step_state: StepState,
+    error_class: ErrorClass | None = None,
+    error_message: str | None = None,
+    http_status: int | None = None,
+    target_ref: str | None = None,
+    next_attempt_at: datetime | None = None,
+    output: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """finish_attempt's values as the parameters of hot_path's FINISH and SUCCESS."""
+    return {
+        "p_attempt_id": attempt.id,
+        "p_now": now,
+        "p_outcome": outcome,
+        "p_error_class": error_class,
+        "p_error_message": error_message,
+        "p_http_status": http_status,
+        "p_target_ref": target_ref,
+        "p_step_id": attempt.step_id,
+        "p_step_state": step_state,
+        "p_next_attempt_at": next_attempt_at,
+        "p_step_ended_at": now if step_state in _ENDED else None,
+        "p_output": dict(output) if output is not None else None,
+    }
 
 
 async def record_outcome(
@@ -368,40 +366,21 @@ async def record_outcome(
     """Commit an attempt's outcome that is not a success (finish_attempt in a transaction of
     its own): on PostgreSQL one statement in autocommit, where BEGIN, two UPDATEs and COMMIT
     were four round trips."""
+    fields: dict[str, Any] = {
+        "now": now,
+        "outcome": outcome,
+        "step_state": step_state,
+        "error_class": error_class,
+        "error_message": error_message,
+        "http_status": http_status,
+        "next_attempt_at": next_attempt_at,
+    }
     async with sessionmaker() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            done = step_state in _ENDED
-            await session.execute(
-                FINISH,
-                {
-                    "p_attempt_id": attempt.id,
-                    "p_now": now,
-                    "p_outcome": outcome,
-                    "p_error_class": error_class,
-                    "p_error_message": error_message,
-                    "p_http_status": http_status,
-                    "p_target_ref": None,
-                    "p_step_id": attempt.step_id,
-                    "p_step_state": step_state,
-                    "p_next_attempt_at": next_attempt_at,
-                    "p_step_ended_at": now if done else None,
-                    "p_output": None,
-                },
-            )
+        if await autocommit_on_postgres(session):
+            await session.execute(FINISH, _finish_params(attempt, **fields))
             return
     async with sessionmaker.begin() as session:
-        await finish_attempt(
-            session,
-            attempt,
-            now=now,
-            outcome=outcome,
-            step_state=step_state,
-            error_class=error_class,
-            error_message=error_message,
-            http_status=http_status,
-            next_attempt_at=next_attempt_at,
-        )
+        await finish_attempt(session, attempt, **fields)
 
 
 async def add_external_ref(
@@ -538,23 +517,20 @@ async def record_success(
     and COMMIT were seven. A replay's posting also resolves the exception that sent it, which
     that statement does not write, so it keeps the transaction, as SQLite does.
     """
+    # A success clears an earlier failure's error and retry time (no error given).
+    fields: dict[str, Any] = {
+        "now": now,
+        "outcome": outcome,
+        "step_state": step_state,
+        "http_status": http_status,
+        "target_ref": target_ref,
+        "output": output,
+    }
+    replay_posting = posting is not None and claimed.run.number > 1
     async with sessionmaker() as session:
-        one_statement = session.get_bind().dialect.name == "postgresql" and not (
-            posting is not None and claimed.run.number > 1
-        )
-        if one_statement:
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            params: dict[str, Any] = {
-                "p_attempt_id": attempt.id,
-                "p_step_id": attempt.step_id,
-                "p_correlation_id": claimed.transaction.correlation_id,
-                "p_now": now,
-                "p_outcome": outcome,
-                "p_http_status": http_status,
-                "p_target_ref": target_ref,
-                "p_step_state": step_state,
-                "p_output": dict(output) if output is not None else None,
-            }
+        if not replay_posting and await autocommit_on_postgres(session):
+            params = _finish_params(attempt, **fields)
+            params["p_correlation_id"] = claimed.transaction.correlation_id
             if ref is not None:
                 params |= {
                     "p_system": ref.system,
@@ -566,16 +542,7 @@ async def record_success(
             await session.execute(SUCCESS[ref is not None, posting is not None], params)
             return
     async with sessionmaker.begin() as session:
-        await finish_attempt(
-            session,
-            attempt,
-            now=now,
-            outcome=outcome,
-            step_state=step_state,
-            http_status=http_status,
-            target_ref=target_ref,
-            output=output,
-        )
+        await finish_attempt(session, attempt, **fields)
         if ref is not None:
             await add_external_ref(
                 session,

@@ -106,6 +106,22 @@ async def add_transaction(
     return tx
 
 
+async def add_running_run(
+    session: AsyncSession, tx: BusinessTransaction, *, started_at: datetime
+) -> WorkflowRun:
+    """Run 1 of a claimed transaction, open, with no step yet."""
+    run = WorkflowRun(
+        correlation_id=tx.correlation_id,
+        number=1,
+        trigger="initial",
+        state=RunState.RUNNING,
+        started_at=started_at,
+    )
+    session.add(run)
+    await session.flush()
+    return run
+
+
 async def add_run(
     session: AsyncSession,
     tx: BusinessTransaction,

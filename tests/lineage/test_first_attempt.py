@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage import runs
 from lineage.clock import utc_now
-from lineage.enums import RunState, System, TxState
-from lineage.models import StepAttempt, WorkflowRun, WorkflowStep
-from tests.api.builders import add_transaction
+from lineage.enums import System, TxState
+from lineage.models import StepAttempt, WorkflowStep
+from tests.api.builders import add_running_run, add_transaction
 
 SM = async_sessionmaker[AsyncSession]
 
@@ -25,12 +25,7 @@ async def test_the_first_attempt_writes_the_rows_a_transaction_would(sessionmake
     now = utc_now()
     async with sessionmaker.begin() as session:
         tx = await add_transaction(session, state=TxState.RUNNING)
-        run = WorkflowRun(
-            correlation_id=tx.correlation_id, number=1, trigger="initial",
-            state=RunState.RUNNING, started_at=now,
-        )  # fmt: skip
-        session.add(run)
-        await session.flush()
+        run = await add_running_run(session, tx, started_at=now)
         run_id, cid = run.id, tx.correlation_id
     common: dict[str, Any] = {
         "run_id": run_id,

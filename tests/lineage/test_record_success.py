@@ -19,7 +19,7 @@ from lineage.models import (
     WorkflowRun,
     WorkflowStep,
 )
-from tests.api.builders import add_transaction
+from tests.api.builders import add_running_run, add_transaction
 
 SM = async_sessionmaker[AsyncSession]
 # Columns that differ between two transactions by construction; a reference's created_at is
@@ -40,12 +40,7 @@ async def _running_step(
         tx = await add_transaction(
             session, state=TxState.RUNNING, invoice_id="in_same", event_id=None, received_at=now
         )
-        run = WorkflowRun(
-            correlation_id=tx.correlation_id, number=1, trigger="initial",
-            state=RunState.RUNNING, started_at=now,
-        )  # fmt: skip
-        session.add(run)
-        await session.flush()
+        run = await add_running_run(session, tx, started_at=now)
     cid = tx.correlation_id
     step, attempt = await runs.record_first_attempt(
         sessionmaker, run_id=run.id, correlation_id=cid, name="erp.post_invoice",
@@ -65,6 +60,16 @@ async def _running_step(
     return runs.Claim(tx, run, {}), attempt
 
 
+async def _pair(
+    sessionmaker: SM, *, retried: bool
+) -> tuple[runs.Claim, StepAttempt, runs.Claim, StepAttempt]:
+    """Two steps in the same state: one to write the new way, one the transaction's way."""
+    since = utc_now() - timedelta(seconds=5)
+    written, attempt = await _running_step(sessionmaker, since, retried=retried)
+    reference, other = await _running_step(sessionmaker, since, retried=retried)
+    return written, attempt, reference, other
+
+
 async def _rows(sessionmaker: SM, cid: str) -> list[dict[str, Any]]:
     async with sessionmaker() as session:
         found: list[dict[str, Any]] = []
@@ -79,9 +84,7 @@ async def _rows(sessionmaker: SM, cid: str) -> list[dict[str, Any]]:
 async def test_a_success_writes_the_rows_a_transaction_would(
     sessionmaker: SM, retried: bool, last: bool
 ) -> None:
-    since = utc_now() - timedelta(seconds=5)
-    written, attempt = await _running_step(sessionmaker, since, retried=retried)
-    reference, other = await _running_step(sessionmaker, since, retried=retried)
+    written, attempt, reference, other = await _pair(sessionmaker, retried=retried)
     now = utc_now()
     outcome: dict[str, Any] = {
         "now": now,
@@ -146,9 +149,7 @@ async def test_a_skipped_step_with_no_reference_settles_the_transaction(sessionm
 async def test_a_failed_attempt_writes_the_rows_a_transaction_would(
     sessionmaker: SM, state: StepState, due_in_s: int | None
 ) -> None:
-    since = utc_now() - timedelta(seconds=5)
-    written, attempt = await _running_step(sessionmaker, since, retried=False)
-    reference, other = await _running_step(sessionmaker, since, retried=False)
+    written, attempt, reference, other = await _pair(sessionmaker, retried=False)
     now = utc_now()
     outcome: dict[str, Any] = {
         "now": now,
