@@ -1,8 +1,8 @@
 """Lineage writes per step: the engine's own lineage/runs.py functions against raw batched
 inserts of the same rows into the same PostgreSQL.
 
-One "step" here is the lineage a one-step transaction leaves, in the three transactions that
-orchestrator/engine.py and steps.py commit it in: claim (lease and run); start the attempt
+One "step" here is the lineage a one-step transaction leaves, in the three commits that
+orchestrator/engine.py and steps.py make it in: claim (lease and run); start the attempt
 (step and attempt rows), committed before the call; finish it (outcome and the external
 reference) and settle (posted, run closed), committed together because it was the last step.
 20 at a time (a worker's max_jobs). The baseline writes the same final rows (run, step,
@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bench import common
 from lineage import runs
@@ -107,6 +107,10 @@ class RoundTrips:
         return sum(self.counts.values())
 
 
+async def _no_reads(_session: AsyncSession, _claimed: runs.Claim) -> None:
+    """A transaction without an ordering key, as seeded, needs no reads before its call."""
+
+
 async def concord_side(database_url: str, ids: list[str]) -> tuple[float, float, float]:
     """(steps per second, this process's CPU milliseconds per step, round trips per step)."""
     # The pool a worker running CONCURRENCY jobs has.
@@ -120,11 +124,16 @@ async def concord_side(database_url: str, ids: list[str]) -> tuple[float, float,
     async def one(cid: str) -> None:
         async with gate:
             now = datetime.now(UTC)
-            async with sessionmaker.begin() as session:
-                claimed = await runs.claim(
-                    session, cid, owner="bench", lease_until=now + timedelta(seconds=90), now=now
-                )
-            assert claimed is not None
+            taken = await runs.take(
+                sessionmaker,
+                cid,
+                owner="bench",
+                lease_until=now + timedelta(seconds=90),
+                now=now,
+                then=_no_reads,
+            )
+            assert taken is not None
+            claimed, _ = taken
             assert not claimed.step_states  # a first run: the step is new, as in steps.py
             _, attempt = await runs.record_first_attempt(
                 sessionmaker,

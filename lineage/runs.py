@@ -1,9 +1,9 @@
 """Write side used by the workflow engine: claims, runs, steps, attempts, refs and exceptions."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -73,6 +73,8 @@ _END_RUN = (
     .values(state=param(RUNS.c.state), ended_at=param(RUNS.c.ended_at))
 )
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -97,27 +99,67 @@ def _first_run(correlation_id: str, now: datetime) -> dict[str, Any]:
     }
 
 
-async def claim(
-    session: AsyncSession, correlation_id: str, *, owner: str, lease_until: datetime, now: datetime
-) -> Claim | None:
-    """Take the lease on an active, due transaction; None if it is done, leased or not yet due.
+async def take(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    correlation_id: str,
+    *,
+    owner: str,
+    lease_until: datetime,
+    now: datetime,
+    then: Callable[[AsyncSession, Claim], Awaitable[_T]],
+) -> tuple[Claim, _T] | None:
+    """Take the lease on an active, due transaction and run `then`, the reads its run needs
+    before the first call, on the same session; None if it is done, leased or not yet due.
 
     One conditional UPDATE decides, so two workers woken for the same transaction never both
     run its steps.
+
+    On PostgreSQL most claims are first claims, and a first claim is one statement
+    (hot_path.FIRST_CLAIM): it commits on its own, and `then` reads in autocommit after it. At
+    READ COMMITTED each statement sees what was committed when it began, in a transaction or
+    not, so the reads are the ones a transaction would make; BEGIN and COMMIT were two of the
+    claim's four round trips. A transaction that has run before is claimed in a transaction,
+    as on SQLite: its run is counted and opened in more than one statement.
     """
-    params = {
+    params = _lease_params(correlation_id, owner=owner, lease_until=lease_until, now=now)
+    async with sessionmaker() as session:
+        if await autocommit_on_postgres(session):
+            first = await _first_claim(session, params, now)
+            if first is not None:
+                return first, await then(session, first)
+    async with sessionmaker.begin() as session:
+        claimed = await _claim_again(session, params, now)
+        return None if claimed is None else (claimed, await then(session, claimed))
+
+
+def _lease_params(
+    correlation_id: str, *, owner: str, lease_until: datetime, now: datetime
+) -> dict[str, Any]:
+    return {
         "p_correlation_id": correlation_id,
         "p_now": now,
         "p_lease_owner": owner,
         "p_lease_expires_at": lease_until,
     }
-    if session.get_bind().dialect.name == "postgresql":
-        # Most claims are first claims: the lease and run 1 in one statement. A transaction
-        # that has run before is claimed below as on SQLite.
-        first = (await session.execute(FIRST_CLAIM, params)).one_or_none()
-        if first is not None:
-            taken, run_id = first
-            return Claim(taken, WorkflowRun(id=run_id, **_first_run(correlation_id, now)), {}, {})
+
+
+async def _first_claim(
+    session: AsyncSession, params: dict[str, Any], now: datetime
+) -> Claim | None:
+    """On PostgreSQL, the lease and run 1 of a transaction never claimed, in one statement; None
+    (and nothing written) for any other."""
+    first = (await session.execute(FIRST_CLAIM, params)).one_or_none()
+    if first is None:
+        return None
+    taken, run_id = first
+    run = WorkflowRun(id=run_id, **_first_run(params["p_correlation_id"], now))
+    return Claim(taken, run, {}, {})
+
+
+async def _claim_again(
+    session: AsyncSession, params: dict[str, Any], now: datetime
+) -> Claim | None:
+    correlation_id = params["p_correlation_id"]
     row = await session.scalar(CLAIM, params)
     if row is None:
         return None

@@ -56,7 +56,7 @@ async def run_transaction(deps: WorkerDeps, correlation_id: str) -> Outcome:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Preflight:
-    """What a run must know before its first call, read in the claim's own transaction."""
+    """What a run must know before its first call, read in the claim's own session."""
 
     spec: WorkflowSpec | None
     # Per step name: the steps whose calls died with their worker.
@@ -70,19 +70,23 @@ class _Preflight:
 
 async def _advance(deps: WorkerDeps, correlation_id: str) -> tuple[Outcome, str]:
     now = utc_now()
-    # One transaction claims and reads everything the run needs before its first call: a
-    # round trip per check was most of an uncontended transaction's database time.
-    async with deps.sessionmaker.begin() as session:
-        claimed = await runs.claim(
-            session,
-            correlation_id,
-            owner=deps.settings.worker_id,
-            lease_until=now + timedelta(seconds=deps.settings.lease_s),
-            now=now,
-        )
-        if claimed is None:
-            return Outcome.NOT_CLAIMED, "-"
-        pre = await _preflight(session, claimed, now)
+
+    async def preflight(session: AsyncSession, claimed: Claim) -> _Preflight:
+        return await _preflight(session, claimed, now)
+
+    # The claim's session reads everything the run needs before its first call: a session per
+    # check was most of an uncontended transaction's database time.
+    taken = await runs.take(
+        deps.sessionmaker,
+        correlation_id,
+        owner=deps.settings.worker_id,
+        lease_until=now + timedelta(seconds=deps.settings.lease_s),
+        now=now,
+        then=preflight,
+    )
+    if taken is None:
+        return Outcome.NOT_CLAIMED, "-"
+    claimed, pre = taken
     workflow = claimed.transaction.workflow or "-"
     with telemetry.span(
         "concord.run", correlation_id, workflow=workflow, run=str(claimed.run.number)

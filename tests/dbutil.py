@@ -1,9 +1,10 @@
 import re
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lineage import inbox
+from lineage import inbox, runs
 from lineage.enums import System
 from lineage.inbox import IncomingEvent
 from lineage.models import BusinessTransaction, InboxEvent
@@ -16,6 +17,29 @@ async def inbox_counts(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[
         events = await session.scalar(select(func.count()).select_from(InboxEvent))
         txs = await session.scalar(select(func.count()).select_from(BusinessTransaction))
     return int(events or 0), int(txs or 0)
+
+
+async def _read_nothing(_session: AsyncSession, _claimed: runs.Claim) -> None:
+    return None
+
+
+async def take_lease(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    correlation_id: str,
+    owner: str,
+    now: datetime,
+    lease: timedelta = timedelta(seconds=60),
+) -> runs.Claim | None:
+    """Claim as a worker does (runs.take), reading nothing more."""
+    taken = await runs.take(
+        sessionmaker,
+        correlation_id,
+        owner=owner,
+        lease_until=now + lease,
+        now=now,
+        then=_read_nothing,
+    )
+    return None if taken is None else taken[0]
 
 
 async def invoice_transaction(

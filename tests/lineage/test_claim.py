@@ -1,9 +1,11 @@
 """Claims: a first claim takes the lease and opens run 1 (on PostgreSQL in one statement), a
-later claim finds the run still open, and of two workers racing for a transaction one wins."""
+later claim finds the run still open, of two workers racing for a transaction one wins, and a
+claim whose reads fail is claimable again once its lease runs out."""
 
 import asyncio
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -12,6 +14,7 @@ from lineage.clock import utc_now
 from lineage.enums import RunState, TxState
 from lineage.models import BusinessTransaction, WorkflowRun
 from tests.api.builders import add_transaction
+from tests.dbutil import take_lease
 
 SM = async_sessionmaker[AsyncSession]
 LEASE = timedelta(seconds=60)
@@ -23,8 +26,7 @@ async def _received(sessionmaker: SM) -> str:
 
 
 async def _claim(sessionmaker: SM, cid: str, owner: str, now: datetime) -> runs.Claim | None:
-    async with sessionmaker.begin() as session:
-        return await runs.claim(session, cid, owner=owner, lease_until=now + LEASE, now=now)
+    return await take_lease(sessionmaker, cid, owner, now, LEASE)
 
 
 async def _stored(sessionmaker: SM, cid: str) -> tuple[BusinessTransaction, list[WorkflowRun]]:
@@ -82,3 +84,28 @@ async def test_of_two_workers_claiming_at_once_one_wins(sessionmaker: SM) -> Non
         tx, stored = await _stored(sessionmaker, cid)
         assert [r.id for r in stored] == [won[0].run.id]
         assert tx.lease_owner == won[0].transaction.lease_owner
+
+
+class _ReadFailed(Exception):
+    pass
+
+
+async def _fail(_session: AsyncSession, _claimed: runs.Claim) -> None:
+    raise _ReadFailed
+
+
+async def test_a_claim_whose_reads_fail_is_claimable_once_its_lease_runs_out(
+    sessionmaker: SM,
+) -> None:
+    # On PostgreSQL a first claim commits before the reads (runs.take), so their failure
+    # leaves the lease held until it runs out; on SQLite it rolls the claim back.
+    cid, now = await _received(sessionmaker), utc_now()
+    with pytest.raises(_ReadFailed):
+        await runs.take(sessionmaker, cid, owner="w1", lease_until=now + LEASE, now=now, then=_fail)
+
+    later = await _claim(sessionmaker, cid, "w2", now + LEASE + timedelta(seconds=1))
+
+    assert later is not None
+    tx, [run] = await _stored(sessionmaker, cid)
+    assert (tx.lease_owner, tx.run_count, tx.state) == ("w2", 1, TxState.RUNNING)
+    assert (later.run.id, later.run.number) == (run.id, 1)

@@ -14,7 +14,7 @@ from orchestrator import engine
 from orchestrator.connectors.errors import Conflict, Retryable, Terminal
 from orchestrator.deps import WorkerDeps
 from orchestrator.engine import Outcome
-from tests.dbutil import invoice_transaction
+from tests.dbutil import invoice_transaction, take_lease
 from tests.fakes import ScriptedErp, WorkerKilled
 
 DepsFactory = Callable[..., WorkerDeps]
@@ -217,24 +217,8 @@ async def test_a_held_lease_keeps_a_second_worker_out(
     deps = make_deps(ScriptedErp())
     correlation_id = await invoice_transaction(sessionmaker, "in_leased")
     now = utc_now()
-    async with sessionmaker.begin() as session:
-        held = await runs.claim(
-            session,
-            correlation_id,
-            owner="other-worker",
-            lease_until=now + timedelta(seconds=60),
-            now=now,
-        )
-    assert held is not None
+    assert await take_lease(sessionmaker, correlation_id, "other-worker", now) is not None
 
     assert await engine.run_transaction(deps, correlation_id) is Outcome.NOT_CLAIMED
 
-    async with sessionmaker.begin() as session:
-        expired = await runs.claim(
-            session,
-            correlation_id,
-            owner="third",
-            lease_until=now + timedelta(seconds=60),
-            now=now + timedelta(seconds=61),
-        )
-    assert expired is not None
+    assert await take_lease(sessionmaker, correlation_id, "third", now + timedelta(seconds=61))

@@ -17,7 +17,7 @@ from tests.dbutil import invoice_transaction, statement_shape
 from tests.fakes import Fakes, ScriptedErp, fake_deps
 
 FIRST_RUN = [
-    # The claim, in one transaction: the lease, run 1 counted and opened (a transaction that
+    # The claim, in one transaction (on SQLite): the lease, run 1 counted and opened (a transaction that
     # never ran has no run to look for, and a new run no steps), an unsettled predecessor on
     # the invoice's ordering key.
     "UPDATE business_transaction",
@@ -39,10 +39,10 @@ FIRST_RUN = [
 ]
 # The claim, the attempt before the call, the outcome and settlement after it.
 FIRST_RUN_COMMITS = 3
-# PostgreSQL takes the lease and opens run 1 in one statement; it writes the step and its first
-# attempt in another, and the outcome with the settlement in a third, each of those two in
-# autocommit (lineage/hot_path.py): one round trip each for BEGIN, the writes and COMMIT, and
-# two commits fewer.
+# PostgreSQL takes the lease and opens run 1 in one statement, then reads the predecessor; it
+# writes the step and its first attempt in another, and the outcome with the settlement in a
+# third, each in autocommit (lineage/hot_path.py): one round trip each for BEGIN, the writes and
+# COMMIT, and no commit of its own.
 FIRST_RUN_POSTGRES = [
     "WITH business_transaction",
     FIRST_RUN[3],
@@ -50,7 +50,7 @@ FIRST_RUN_POSTGRES = [
     "WITH step_attempt",
     FIRST_RUN[-1],
 ]
-POSTGRES_COMMITS_SAVED = 2
+POSTGRES_COMMITS_SAVED = 3
 
 
 async def test_a_first_run_of_one_step_sends_these_statements(
