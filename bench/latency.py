@@ -2,8 +2,11 @@
 of the workflow's last step (CRM flag, support ticket, dunning task, run side by side), at a
 steady open-loop rate; and the intake acknowledgement (the 202) on its own.
 
-Rate: half the end-to-end maximum measured by bench/e2e_throughput.py when its JSON is there
-(that maximum is for one-step invoices; this workflow has three steps), else `--rate`.
+Rate: half this workflow's own maximum, measured first in the same run on the same system (a
+burst sent as fast as 64 connections allow, timed from the first send until every one has
+posted), unless `--rate` names one. Until session 18 it was half bench/e2e_throughput.py's
+maximum, which is for one-step invoices: three times too much of this three-step workflow on
+a machine as slow as that session's, whose latency then measured a queue.
 Baseline in the same run: the sandbox round trip alone, i.e. the same three calls through the
 same connectors, concurrently, at the same rate, with no Concord in between.
 
@@ -11,15 +14,14 @@ Also from the API's own histogram (GET /metrics): the share of acknowledgements 
 20 ms, and the bucket edge its p99 stayed within, beside the share the sender saw; and the share
 of its event-loop lag samples that woke more than 10 ms late.
 
-    python -m bench.latency [--rate R] [--duration 30] [--runs 3] [--poll-delay S] [--quick]
+    python -m bench.latency [--rate R] [--burst 600] [--duration 30] [--runs 3] [--poll-delay S]
+                            [--quick]
 """
 
 import argparse
 import asyncio
-import json
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -35,14 +37,37 @@ ACK_TARGET_MS = 20.0
 TARGETS = {"e2e_p99_ms": 250.0, "ack_p99_ms": ACK_TARGET_MS}
 
 
-def default_rate(out: str | None) -> float:
-    """Half the e2e maximum from the e2e result beside this one (make bench-quick writes both
-    to bench/results/quick/), else 20/s."""
-    path = (Path(out).parent if out else common.RESULTS) / "e2e_throughput.json"
-    if path.exists():
-        eps = float(json.loads(path.read_text())["metrics"]["events_per_s"]["median"])
-        return max(1.0, round(eps / 2, 1))
-    return 20.0
+async def _posted_at(database_url: str, correlation_ids: list[str]) -> dict[str, datetime]:
+    """Wait until every transaction has posted; when its last step ended, by correlation ID."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            rows = await conn.fetch(
+                "SELECT t.correlation_id, t.state, max(s.ended_at) AS done"
+                " FROM business_transaction t LEFT JOIN workflow_step s USING (correlation_id)"
+                " WHERE t.correlation_id = ANY($1::varchar[]) GROUP BY 1, 2",
+                correlation_ids,
+            )
+            if all(r["state"] == "posted" for r in rows) and len(rows) == len(correlation_ids):
+                return {r["correlation_id"]: r["done"] for r in rows}
+            if time.monotonic() > deadline:
+                states = sorted({r["state"] for r in rows})
+                raise TimeoutError(f"not every transaction posted within 300 s: {states}")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+async def maximum_rate(system: common.Concord, count: int) -> float:
+    """payment_failed events per second through this system, first send to last posted."""
+    items = load.deliveries(count, "invoice.payment_failed")
+    start = time.perf_counter()
+    sent = await load.send_all(system.api_url, items)
+    if sent.failures:
+        raise RuntimeError(f"{sent.failures} deliveries were not accepted")
+    await _posted_at(system.database_url, sent.correlation_ids)
+    return count / (time.perf_counter() - start)
 
 
 async def concord_run(system: common.Concord, rate: float, count: int) -> dict[str, float]:
@@ -59,25 +84,7 @@ async def concord_run(system: common.Concord, rate: float, count: int) -> dict[s
     )
     if sent.failures:
         raise RuntimeError(f"{sent.failures} deliveries were not accepted")
-    conn = await asyncpg.connect(system.database_url)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            rows = await conn.fetch(
-                "SELECT t.correlation_id, t.state, max(s.ended_at) AS done"
-                " FROM business_transaction t LEFT JOIN workflow_step s USING (correlation_id)"
-                " WHERE t.correlation_id = ANY($1::varchar[]) GROUP BY 1, 2",
-                sent.correlation_ids,
-            )
-            if all(r["state"] == "posted" for r in rows) and len(rows) == count:
-                break
-            if time.monotonic() > deadline:
-                states = sorted({r["state"] for r in rows})
-                raise TimeoutError(f"not every transaction posted within 300 s: {states}")
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-    done: dict[str, datetime] = {r["correlation_id"]: r["done"] for r in rows}
+    done = await _posted_at(system.database_url, sent.correlation_ids)
     e2e = [
         (done[cid].timestamp() - started) * 1000
         for cid, started in zip(sent.correlation_ids, sent.started_at, strict=True)
@@ -138,18 +145,23 @@ async def baseline_run(sandbox_url: str, rate: float, count: int) -> dict[str, f
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    rate = args.rate or default_rate(args.out)
-    count = max(10, int(rate * args.duration))
     common.flush_redis(common.REDIS_URL)
     url = await common.recreate_database(DATABASE)
     metrics: dict[str, list[float]] = {}
+    maximum = None
     with common.PeakRss() as peaks, common.concord(url) as system:
         system.start_sandbox()
         system.start_api()
         system.start_workers(2, poll_delay_s=args.poll_delay)
         system.watch_all(peaks)
         await common.wait_for_workers(common.REDIS_URL, "concord:queue:health-check")
-        await concord_run(system, rate, min(count, 20))  # warm-up
+        await concord_run(system, 10.0, 20)  # warm-up
+        if args.rate is None:
+            maximum = await maximum_rate(system, args.burst)
+            rate = max(1.0, round(maximum / 2, 1))
+        else:
+            rate = args.rate
+        count = max(10, int(rate * args.duration))
         await baseline_run(system.sandbox_url, rate, min(count, 20))
         for _ in range(args.runs):
             for name, value in {
@@ -164,8 +176,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     worker = (
         f"arq poll_delay {args.poll_delay}s" if args.poll_delay is not None else "concord worker"
     )
+    of = "" if maximum is None else f" (half its maximum here, {maximum:.1f}/s)"
     common.print_table(
-        f"payment_failed latency at {rate}/s, {count} events per run, {worker}",
+        f"payment_failed latency at {rate}/s{of}, {count} events per run, {worker}",
         common.stat_rows(metrics, units),
     )
     common.print_memory(peaks.peaks_mb)
@@ -178,6 +191,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print(f"\np99 end-to-end / sandbox round trip: {ratio:.1f}x\ntargets: {targets}")  # noqa: T201
     return {
         "rate_per_s": rate,
+        "maximum_events_per_s": maximum,
         "events_per_run": count,
         "runs": args.runs,
         "worker_poll_delay_s": args.poll_delay,
@@ -191,7 +205,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=None, help="events per second")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: half the maximum)"
+    )
+    parser.add_argument(
+        "--burst", type=int, default=600, help="events sent at once to measure the maximum"
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of sending per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
@@ -201,7 +220,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.runs = 8.0, 2
+        args.duration, args.runs, args.burst = 8.0, 2, 200
     name = "latency" if args.poll_delay is None else f"latency_poll_{args.poll_delay}"
     common.write_json(name, asyncio.run(main_async(args)), args.out)
 

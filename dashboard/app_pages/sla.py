@@ -61,7 +61,8 @@ def _tiles(loading: Future[JSON], window: str) -> list[dict[str, Any]]:
         return []
     cols = st.columns([1, 1, 1, 1, 1, 1.7])
     cols[0].metric("SLA attainment", percent(t["attainment"]),
-                   help="met / (met + breached) over transactions received in the window")  # fmt: skip
+                   help="met / (met + breached) over transactions received in the window; one not done yet "
+                        "(an open exception too) counts once its target has passed")  # fmt: skip
     cols[1].metric(
         "p95 latency", duration(t["p95"]), help="Slowest workflow's p95, posted end to end"
     )
