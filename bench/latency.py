@@ -146,7 +146,7 @@ async def baseline_run(sandbox_url: str, rate: float, count: int) -> dict[str, f
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     common.flush_redis(common.REDIS_URL)
-    url = await common.recreate_database(DATABASE)
+    url = await common.recreate_database(args.database)
     metrics: dict[str, list[float]] = {}
     maximum = None
     with common.PeakRss() as peaks, common.concord(url) as system:
@@ -218,6 +218,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="8 s per run, 2 runs")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--database", default=DATABASE, help="dropped and created afresh")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.runs, args.burst = 8.0, 2, 200

@@ -1,12 +1,13 @@
-"""The benchmarks' own arithmetic, and one benchmark end to end at a tiny size: it runs, writes
-JSON, and its ratio is computed from its own measurements. Not a timed test: no figure here
-is compared with a target."""
+"""The benchmarks' own arithmetic, and two benchmarks end to end at a tiny size: each runs,
+writes JSON, and derives its figures from its own measurements. Not a timed test: no figure
+here is compared with a target."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,24 @@ from bench.common import percentile, summary
 from bench.server_timing import quantile_bound, share_within
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench(name: str, out: Path, *args: str, **env: str) -> dict[str, Any]:
+    """Run `python -m bench.<name>` against the test PostgreSQL; its JSON."""
+    pg = os.environ.get("CONCORD_TEST_DATABASE_URL")
+    if not pg:
+        pytest.skip("needs CONCORD_TEST_DATABASE_URL (PostgreSQL)")
+    run = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args, "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "CONCORD_BENCH_PG_ADMIN_URL": pg, **env},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -41,21 +60,11 @@ def test_server_histogram_figures_count_only_the_answers_between_two_readings() 
 
 
 def test_lineage_writes_runs_and_reports_its_own_ratio(tmp_path: Path) -> None:
-    pg = os.environ.get("CONCORD_TEST_DATABASE_URL")
-    if not pg:
-        pytest.skip("needs CONCORD_TEST_DATABASE_URL (PostgreSQL)")
-    out = tmp_path / "lineage_writes.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.lineage_writes", "--steps", "20", "--runs", "2",
-         "--database", "concord_bench_smoke", "--out", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "CONCORD_BENCH_PG_ADMIN_URL": pg},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result = _bench(
+        "lineage_writes",
+        tmp_path / "lineage_writes.json",
+        *("--steps", "20", "--runs", "2", "--database", "concord_bench_smoke"),
+    )
     metrics = result["metrics"]
     ratios = [
         c / r
@@ -74,3 +83,20 @@ def test_lineage_writes_runs_and_reports_its_own_ratio(tmp_path: Path) -> None:
     assert metrics["concord_round_trips_per_step"]["median"] >= 3
     assert set(result["targets_met"]) == {"ratio_at_least_0.5"}
     assert result["peak_rss_mb"]["bench"] > 0
+
+
+def test_latency_runs_at_half_the_maximum_it_measured(tmp_path: Path, redis_url: str) -> None:
+    result = _bench(
+        "latency",
+        tmp_path / "latency.json",
+        *("--burst", "30", "--duration", "2", "--runs", "1"),
+        *("--database", "concord_bench_smoke_latency"),
+        CONCORD_BENCH_REDIS_URL=redis_url,
+    )
+    assert result["maximum_events_per_s"] > 0
+    assert result["rate_per_s"] == max(1.0, round(result["maximum_events_per_s"] / 2, 1))
+    assert result["events_per_run"] == max(10, int(result["rate_per_s"] * 2))
+    metrics = result["metrics"]
+    # Concord's path includes the sandbox's three calls, so it cannot be quicker than them.
+    assert metrics["e2e_p50_ms"]["median"] > metrics["sandbox_round_trip_p50_ms"]["median"]
+    assert 0 < metrics["ack_p50_ms"]["median"] < metrics["e2e_p50_ms"]["median"]
