@@ -42,7 +42,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
 
 
 async def reconcile(ctx: dict[str, Any]) -> int:
-    """Reconcile the current month and the months changed lately (JobName.RECONCILE)."""
+    """Reconcile the months due (reconciliation/schedule.py) (JobName.RECONCILE)."""
     deps = get_deps(ctx)
     settings = deps.settings
     runs = await reconcile_due(

@@ -1,16 +1,18 @@
-"""What the schedule reconciles: the current month, and every month whose transactions changed
-lately. Reconciling the current month alone left the last changes to a month that had just
-ended (a late posting, a replay on the 1st) to no scheduled run at all; so did the sandbox's
-clock, which runs months ahead of the wall clock."""
+"""What the schedule reconciles: the current month, every month whose transactions changed
+lately, and the month reconciled longest ago. Reconciling the current month alone left the last
+changes to a month that had just ended (a late posting, a replay on the 1st) to no scheduled
+run at all; so did the sandbox's clock, which runs months ahead of the wall clock. A difference
+that arises on one side alone (the ERP edited by hand) changes no transaction: the month
+reconciled longest ago, one per run of the schedule, finds it in time in every month."""
 
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage.enums import TxState
-from lineage.models import BusinessTransaction
+from lineage.models import BusinessTransaction, ReconciliationRun
 from reconciliation.errors import RunFailed, RunInProgress
 from reconciliation.service import reconcile_period
 from reconciliation.settings import ReconciliationSettings
@@ -22,9 +24,11 @@ async def periods_due(
     session: AsyncSession, *, now: datetime, since: datetime, limit: int
 ) -> list[str]:
     """The current month first, then the months of transactions changed since `since`, newest
-    first: `limit` in all."""
+    first, then (with a `limit` of 3 or more) the month whose latest reconciliation started
+    longest ago: `limit` in all."""
     current = now.strftime("%Y-%m")
     tx = BusinessTransaction
+    rotating = 1 if limit >= 3 else 0
     changed = await session.scalars(
         select(tx.period)
         .distinct()
@@ -32,9 +36,20 @@ async def periods_due(
         .where(tx.state.in_(list(TxState)), tx.updated_at >= since)
         .where(tx.period.is_not(None), tx.period != current)
         .order_by(tx.period.desc())
-        .limit(max(0, limit - 1))
+        .limit(max(0, limit - 1 - rotating))
     )
-    return [current, *(p for p in changed if p is not None)]
+    due = [current, *(p for p in changed if p is not None)]
+    if rotating:
+        run = ReconciliationRun
+        stalest = await session.scalar(
+            select(run.period)
+            .where(run.period.not_in(due))
+            .group_by(run.period)
+            .order_by(func.max(run.started_at), run.period.desc())
+            .limit(1)
+        )
+        due += [stalest] if stalest is not None else []
+    return due
 
 
 async def reconcile_due(

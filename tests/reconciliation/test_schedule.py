@@ -1,5 +1,6 @@
-"""The schedule reconciles the current month and every month whose transactions changed within
-its window, newest first, skipping a month someone else is already reconciling."""
+"""The schedule reconciles the current month, every month whose transactions changed within its
+window, newest first, and the month reconciled longest ago, skipping a month someone else is
+already reconciling."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,41 @@ async def test_the_current_month_then_the_months_changed_within_the_window(
     assert due == ["2026-11", "2027-02", "2026-10"]
     assert capped == ["2026-11", "2027-02"]
     assert quiet == ["2026-11"]
+
+
+async def _reconciled(sessionmaker: SM, period: str, at: datetime) -> None:
+    async with sessionmaker.begin() as session:
+        await repository.start_run(
+            session, period=period, trigger="cron", requested_by="schedule", tolerance_minor=0,
+            now=at,
+        )  # fmt: skip
+
+
+async def test_the_month_reconciled_longest_ago_comes_last_one_per_run(sessionmaker: SM) -> None:
+    # No transaction changes when the ERP is edited by hand: only a month's turn finds that.
+    await _reconciled(sessionmaker, "2026-05", NOW - timedelta(days=3))
+    await _reconciled(sessionmaker, "2026-05", NOW - timedelta(hours=1))
+    await _reconciled(sessionmaker, "2026-06", NOW - timedelta(days=2))
+    await _reconciled(sessionmaker, "2026-07", NOW - timedelta(days=2))
+    await _reconciled(sessionmaker, "2026-10", NOW - timedelta(days=9))
+    await _changed(sessionmaker, "2026-10", NOW, TxState.POSTED)
+    await _changed(sessionmaker, "2026-09", NOW, TxState.POSTED)
+    since = NOW - timedelta(minutes=30)
+
+    async with sessionmaker() as session:
+        due = await periods_due(session, now=NOW, since=since, limit=6)
+        tight = await periods_due(session, now=NOW, since=since, limit=3)
+        two = await periods_due(session, now=NOW, since=since, limit=2)
+    await _reconciled(sessionmaker, "2026-07", NOW)
+    async with sessionmaker() as session:
+        after = await periods_due(session, now=NOW, since=since, limit=6)
+
+    # 2026-10 is due as changed, not as stalest; of 06 and 07, started at the same moment, the
+    # later month goes first.
+    assert due == ["2026-11", "2026-10", "2026-09", "2026-07"]
+    assert tight == ["2026-11", "2026-10", "2026-07"]
+    assert two == ["2026-11", "2026-10"]
+    assert after == ["2026-11", "2026-10", "2026-09", "2026-06"]
 
 
 async def test_each_due_month_is_reconciled_and_one_already_running_is_left_alone(
