@@ -41,7 +41,9 @@ class State(TypedDict):
     sla_cache: SharedReadings[BaseModel]
 
 
-def get_state(request: Request) -> State:
+async def get_state(request: Request) -> State:
+    # async, though it awaits nothing: FastAPI runs a plain `def` dependency in its thread pool,
+    # a hop to a worker thread and back on every request (docs/performance.md, "Session 18").
     return State(
         settings=request.state.settings,
         sessionmaker=request.state.sessionmaker,

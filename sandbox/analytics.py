@@ -49,7 +49,7 @@ class AnalyticsState:
     write_key: str
 
 
-def get_state(request: Request) -> AnalyticsState:
+async def get_state(request: Request) -> AnalyticsState:
     state: AnalyticsState = request.app.state.analytics
     return state
 

@@ -49,7 +49,7 @@ class BillingState:
     sender: WebhookSender | None
 
 
-def get_state(request: Request) -> BillingState:
+async def get_state(request: Request) -> BillingState:
     state: BillingState = request.app.state.billing
     return state
 

@@ -59,7 +59,7 @@ class CrmState:
     sender: WebhookSender | None
 
 
-def get_state(request: Request) -> CrmState:
+async def get_state(request: Request) -> CrmState:
     state: CrmState = request.app.state.crm
     return state
 

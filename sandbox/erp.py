@@ -45,7 +45,7 @@ class ErpState:
     lock: asyncio.Lock
 
 
-def get_erp_state(request: Request) -> ErpState:
+async def get_erp_state(request: Request) -> ErpState:
     state: ErpState = request.app.state.erp
     return state
 

@@ -26,7 +26,7 @@ class OpsState:
     lock: asyncio.Lock
 
 
-def get_state(request: Request) -> OpsState:
+async def get_state(request: Request) -> OpsState:
     state: OpsState = request.app.state.ops
     return state
 

@@ -158,7 +158,8 @@ class MismatchReplayRead(BaseModel):
     replays: list[ReplayRead]
 
 
-def get_settings(request: Request) -> ReconciliationSettings:
+async def get_settings(request: Request) -> ReconciliationSettings:
+    # async so that FastAPI calls it on the event loop, not in its thread pool (api/deps.py).
     settings = getattr(request.app.state, "reconciliation_settings", None)
     if not isinstance(settings, ReconciliationSettings):
         settings = ReconciliationSettings()
