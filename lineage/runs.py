@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Required, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -332,63 +332,44 @@ async def record_first_attempt(
 _ENDED = frozenset({StepState.SUCCEEDED, StepState.SKIPPED, StepState.FAILED_TERMINAL})
 
 
+class AttemptEnd(TypedDict, total=False):
+    """How an attempt ended, as finish_attempt writes it onto the attempt and its step."""
+
+    now: Required[datetime]
+    outcome: Required[AttemptOutcome]
+    step_state: Required[StepState]
+    error_class: ErrorClass | None
+    error_message: str | None
+    http_status: int | None
+    target_ref: str | None
+    next_attempt_at: datetime | None
+    output: Mapping[str, Any] | None
+
+
 async def finish_attempt(
-    session: AsyncSession,
-    attempt: StepAttempt,
-    *,
-    now: datetime,
-    outcome: AttemptOutcome,
-    step_state: StepState,
-    error_class: ErrorClass | None = None,
-    error_message: str | None = None,
-    http_status: int | None = None,
-    target_ref: str | None = None,
-    next_attempt_at: datetime | None = None,
-    output: Mapping[str, Any] | None = None,
+    session: AsyncSession, attempt: StepAttempt, **end: Unpack[AttemptEnd]
 ) -> None:
-    params = _finish_params(
-        attempt,
-        now=now,
-        outcome=outcome,
-        step_state=step_state,
-        error_class=error_class,
-        error_message=error_message,
-        http_status=http_status,
-        target_ref=target_ref,
-        next_attempt_at=next_attempt_at,
-        output=output,
-    )
+    params = _finish_params(attempt, end)
     # Each statement takes the parameters it names.
     await session.execute(FINISH_ATTEMPT, params)
     await session.execute(FINISH_STEP, params)
 
 
-def _finish_params(
-    attempt: StepAttempt,
-    *,
-    now: datetime,
-    outcome: AttemptOutcome,
-    step_state: StepState,
-    error_class: ErrorClass | None = None,
-    error_message: str | None = None,
-    http_status: int | None = None,
-    target_ref: str | None = None,
-    next_attempt_at: datetime | None = None,
-    output: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def _finish_params(attempt: StepAttempt, end: AttemptEnd) -> dict[str, Any]:
     """finish_attempt's values as the parameters of hot_path's FINISH and SUCCESS."""
+    output = end.get("output")
     return {
         "p_attempt_id": attempt.id,
-        "p_now": now,
-        "p_outcome": outcome,
-        "p_error_class": error_class,
-        "p_error_message": error_message,
-        "p_http_status": http_status,
-        "p_target_ref": target_ref,
+        "p_now": end["now"],
+        "p_outcome": end["outcome"],
+        "p_error_class": end.get("error_class"),
+        "p_error_message": end.get("error_message"),
+        "p_http_status": end.get("http_status"),
+        "p_target_ref": end.get("target_ref"),
         "p_step_id": attempt.step_id,
-        "p_step_state": step_state,
-        "p_next_attempt_at": next_attempt_at,
-        "p_step_ended_at": now if step_state in _ENDED else None,
+        "p_step_state": end["step_state"],
+        "p_next_attempt_at": end.get("next_attempt_at"),
+        "p_step_ended_at": end["now"] if end["step_state"] in _ENDED else None,
         "p_output": dict(output) if output is not None else None,
     }
 
@@ -408,7 +389,7 @@ async def record_outcome(
     """Commit an attempt's outcome that is not a success (finish_attempt in a transaction of
     its own): on PostgreSQL one statement in autocommit, where BEGIN, two UPDATEs and COMMIT
     were four round trips."""
-    fields: dict[str, Any] = {
+    end: AttemptEnd = {
         "now": now,
         "outcome": outcome,
         "step_state": step_state,
@@ -419,10 +400,10 @@ async def record_outcome(
     }
     async with sessionmaker() as session:
         if await autocommit_on_postgres(session):
-            await session.execute(FINISH, _finish_params(attempt, **fields))
+            await session.execute(FINISH, _finish_params(attempt, end))
             return
     async with sessionmaker.begin() as session:
-        await finish_attempt(session, attempt, **fields)
+        await finish_attempt(session, attempt, **end)
 
 
 async def add_external_ref(
@@ -560,7 +541,7 @@ async def record_success(
     that statement does not write, so it keeps the transaction, as SQLite does.
     """
     # A success clears an earlier failure's error and retry time (no error given).
-    fields: dict[str, Any] = {
+    fields: AttemptEnd = {
         "now": now,
         "outcome": outcome,
         "step_state": step_state,
@@ -571,7 +552,7 @@ async def record_success(
     replay_posting = posting is not None and claimed.run.number > 1
     async with sessionmaker() as session:
         if not replay_posting and await autocommit_on_postgres(session):
-            params = _finish_params(attempt, **fields)
+            params = _finish_params(attempt, fields)
             params["p_correlation_id"] = claimed.transaction.correlation_id
             if ref is not None:
                 params |= {
