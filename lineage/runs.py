@@ -377,27 +377,11 @@ def _finish_params(attempt: StepAttempt, end: AttemptEnd) -> dict[str, Any]:
 async def record_outcome(
     sessionmaker: async_sessionmaker[AsyncSession],
     attempt: StepAttempt,
-    *,
-    now: datetime,
-    outcome: AttemptOutcome,
-    step_state: StepState,
-    error_class: ErrorClass | None = None,
-    error_message: str | None = None,
-    http_status: int | None = None,
-    next_attempt_at: datetime | None = None,
+    **end: Unpack[AttemptEnd],
 ) -> None:
     """Commit an attempt's outcome that is not a success (finish_attempt in a transaction of
     its own): on PostgreSQL one statement in autocommit, where BEGIN, two UPDATEs and COMMIT
     were four round trips."""
-    end: AttemptEnd = {
-        "now": now,
-        "outcome": outcome,
-        "step_state": step_state,
-        "error_class": error_class,
-        "error_message": error_message,
-        "http_status": http_status,
-        "next_attempt_at": next_attempt_at,
-    }
     async with sessionmaker() as session:
         if await autocommit_on_postgres(session):
             await session.execute(FINISH, _finish_params(attempt, end))
