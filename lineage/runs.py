@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
+from lineage import driver
 from lineage.enums import (
     ACTIVE_STATES,
     AttemptOutcome,
@@ -299,21 +300,22 @@ async def record_first_attempt(
     """Commit a new step and its first attempt, before the call (what start_attempt with
     `new` does in a transaction of its own).
 
-    On PostgreSQL one statement in autocommit: one round trip where BEGIN, two INSERTs and
-    COMMIT were four, for every step of every transaction. SQLite has no data-modifying CTEs.
+    On PostgreSQL one statement in autocommit, sent by asyncpg itself (lineage/driver.py): one
+    round trip where BEGIN, two INSERTs and COMMIT were four, for every step of every
+    transaction. SQLite has no data-modifying CTEs.
     """
     values = _new_step(run_id, correlation_id, name, target, idempotency_key, external_id, now)
-    async with sessionmaker() as session:
+    engine = sessionmaker.kw["bind"]
+    if driver.is_postgres(engine):
         # Atomic as one statement: both rows are committed, or neither is.
-        if await autocommit_on_postgres(session):
-            attempt_id, step_id = (
-                await session.execute(FIRST_ATTEMPT, {f"p_{k}": v for k, v in values.items()})
-            ).one()
-            attempt = StepAttempt(
-                id=attempt_id, step_id=step_id, correlation_id=correlation_id, number=1,
-                started_at=now,
-            )  # fmt: skip
-            return WorkflowStep(id=step_id, **values), attempt
+        ((attempt_id, step_id),) = await driver.fetch(
+            engine, FIRST_ATTEMPT, {f"p_{k}": v for k, v in values.items()}
+        )
+        attempt = StepAttempt(
+            id=attempt_id, step_id=step_id, correlation_id=correlation_id, number=1,
+            started_at=now,
+        )  # fmt: skip
+        return WorkflowStep(id=step_id, **values), attempt
     async with sessionmaker.begin() as session:
         return await start_attempt(
             session,
@@ -382,10 +384,10 @@ async def record_outcome(
     """Commit an attempt's outcome that is not a success (finish_attempt in a transaction of
     its own): on PostgreSQL one statement in autocommit, where BEGIN, two UPDATEs and COMMIT
     were four round trips."""
-    async with sessionmaker() as session:
-        if await autocommit_on_postgres(session):
-            await session.execute(FINISH, _finish_params(attempt, end))
-            return
+    engine = sessionmaker.kw["bind"]
+    if driver.is_postgres(engine):
+        await driver.fetch(engine, FINISH, _finish_params(attempt, end))
+        return
     async with sessionmaker.begin() as session:
         await finish_attempt(session, attempt, **end)
 
@@ -534,20 +536,20 @@ async def record_success(
         "output": output,
     }
     replay_posting = posting is not None and claimed.run.number > 1
-    async with sessionmaker() as session:
-        if not replay_posting and await autocommit_on_postgres(session):
-            params = _finish_params(attempt, fields)
-            params["p_correlation_id"] = claimed.transaction.correlation_id
-            if ref is not None:
-                params |= {
-                    "p_system": ref.system,
-                    "p_object_type": ref.object_type,
-                    "p_external_id": ref.external_id,
-                }
-            if posting is not None:
-                params |= {"p_run_id": claimed.run.id, "p_reason": posting.reason}
-            await session.execute(SUCCESS[ref is not None, posting is not None], params)
-            return
+    engine = sessionmaker.kw["bind"]
+    if not replay_posting and driver.is_postgres(engine):
+        params = _finish_params(attempt, fields)
+        params["p_correlation_id"] = claimed.transaction.correlation_id
+        if ref is not None:
+            params |= {
+                "p_system": ref.system,
+                "p_object_type": ref.object_type,
+                "p_external_id": ref.external_id,
+            }
+        if posting is not None:
+            params |= {"p_run_id": claimed.run.id, "p_reason": posting.reason}
+        await driver.fetch(engine, SUCCESS[ref is not None, posting is not None], params)
+        return
     async with sessionmaker.begin() as session:
         await finish_attempt(session, attempt, **fields)
         if ref is not None:
