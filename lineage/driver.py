@@ -37,6 +37,8 @@ class _Bind:
 class _Compiled:
     sql: str
     binds: tuple[_Bind, ...]
+    # Each answered column's name and the processor SQLAlchemy would run on its value.
+    columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments asyncpg takes, as SQLAlchemy would have processed them."""
@@ -62,8 +64,10 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         _Bind(name, processors.get(name), not name.startswith("p_"), fixed[name])
         for name in compiled.positiontup
     )
+    selected = getattr(statement, "selected_columns", None) or ()
+    columns = tuple((c.key, c.type.result_processor(dialect, None)) for c in selected)
     # Keyed by identity: hot_path's statements are module constants, alive as long as this.
-    _compiled[key] = made = _Compiled(compiled.string, binds)
+    _compiled[key] = made = _Compiled(compiled.string, binds, columns)
     return made
 
 
@@ -77,7 +81,27 @@ async def fetch(
     """Run one of hot_path's statements whose parameters are all named p_<name>, in
     autocommit (atomic as one statement) on a pooled connection; its rows as tuples of what
     asyncpg returns, with no result processing: for statements that answer ids."""
+    return await _fetch(engine, _compile(statement, engine.dialect), params)
+
+
+async def fetch_mappings(
+    engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """fetch, for a SELECT: each row by column name, its values processed as SQLAlchemy
+    processes them (UTC datetimes, enums, JSON)."""
     compiled = _compile(statement, engine.dialect)
+    return [
+        {
+            name: process(value) if process else value
+            for (name, process), value in zip(compiled.columns, row, strict=True)
+        }
+        for row in await _fetch(engine, compiled, params)
+    ]
+
+
+async def _fetch(
+    engine: AsyncEngine, compiled: _Compiled, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
     arguments = compiled.arguments(params)
     async with engine.connect() as conn:
         sync = conn.sync_connection

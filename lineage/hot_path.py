@@ -32,7 +32,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter
 
 from lineage.enums import ACTIVE_STATES, RunState, TxState
@@ -95,10 +94,10 @@ CLAIM = (
 )
 
 
-def _first_claim_statement() -> Select[BusinessTransaction, int]:
+def _first_claim_statement() -> Select[Any]:
     """A transaction's first claim (it is `received` only until then): the lease, run 1
-    counted and opened. No row when the transaction is not received, held or due, in which
-    case CLAIM decides."""
+    counted and opened. Answers the transaction's columns and run_id; no row when the
+    transaction is not received, held or due, in which case CLAIM decides."""
     claimed = (
         _take(TX, TX.c.state == TxState.RECEIVED)
         .values(run_count=1)
@@ -121,11 +120,7 @@ def _first_claim_statement() -> Select[BusinessTransaction, int]:
         .returning(RUNS.c.id)
         .cte("new_run")
     )
-    return (
-        select(aliased(BusinessTransaction, claimed), run.c.id)
-        .join_from(claimed, run, true())
-        .execution_options(populate_existing=True)
-    )
+    return select(*claimed.c, run.c.id.label("run_id")).join_from(claimed, run, true())
 
 
 FIRST_CLAIM = _first_claim_statement()

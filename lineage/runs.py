@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any, Required, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from lineage import driver
@@ -116,17 +117,19 @@ async def take(
     run its steps.
 
     On PostgreSQL most claims are first claims, and a first claim is one statement
-    (hot_path.FIRST_CLAIM): it commits on its own, and `then` reads in autocommit after it. At
-    READ COMMITTED each statement sees what was committed when it began, in a transaction or
-    not, so the reads are the ones a transaction would make; BEGIN and COMMIT were two of the
-    claim's four round trips. A transaction that has run before is claimed in a transaction,
+    (hot_path.FIRST_CLAIM, sent by asyncpg itself: lineage/driver.py): it commits on its own,
+    and `then` reads in autocommit after it. At READ COMMITTED each statement sees what was
+    committed when it began, in a transaction or not, so the reads are the ones a transaction
+    would make; BEGIN and COMMIT were two of the claim's four round trips. A transaction that has run before is claimed in a transaction,
     as on SQLite: its run is counted and opened in more than one statement.
     """
     params = _lease_params(correlation_id, owner=owner, lease_until=lease_until, now=now)
-    async with sessionmaker() as session:
-        if await autocommit_on_postgres(session):
-            first = await _first_claim(session, params, now)
-            if first is not None:
+    engine = sessionmaker.kw["bind"]
+    if driver.is_postgres(engine):
+        first = await _first_claim(engine, params, now)
+        if first is not None:
+            async with sessionmaker() as session:
+                await autocommit_on_postgres(session)
                 return first, await then(session, first)
     async with sessionmaker.begin() as session:
         claimed = await _claim_again(session, params, now)
@@ -144,16 +147,17 @@ def _lease_params(
     }
 
 
-async def _first_claim(
-    session: AsyncSession, params: dict[str, Any], now: datetime
-) -> Claim | None:
+async def _first_claim(engine: AsyncEngine, params: dict[str, Any], now: datetime) -> Claim | None:
     """On PostgreSQL, the lease and run 1 of a transaction never claimed, in one statement; None
     (and nothing written) for any other."""
-    first = (await session.execute(FIRST_CLAIM, params)).one_or_none()
-    if first is None:
+    rows = await driver.fetch_mappings(engine, FIRST_CLAIM, params)
+    if not rows:
         return None
-    taken, run_id = first
-    run = WorkflowRun(id=run_id, **_first_run(params["p_correlation_id"], now))
+    (values,) = rows
+    run = WorkflowRun(id=values.pop("run_id"), **_first_run(params["p_correlation_id"], now))
+    taken = BusinessTransaction(**values)
+    # As a row loaded by a session that has closed: detached, its values the database's.
+    make_transient_to_detached(taken)
     return Claim(taken, run, {}, {})
 
 

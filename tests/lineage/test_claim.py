@@ -3,15 +3,15 @@ later claim finds the run still open, of two workers racing for a transaction on
 claim whose reads fail is claimable again once its lease runs out."""
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lineage import runs
 from lineage.clock import utc_now
-from lineage.enums import RunState, TxState
+from lineage.enums import RunState, System, TxState
 from lineage.models import BusinessTransaction, WorkflowRun
 from tests.api.builders import add_transaction
 from tests.dbutil import take_lease
@@ -52,8 +52,14 @@ async def test_a_first_claim_takes_the_lease_and_opens_run_one(sessionmaker: SM)
     assert (claimed.run.id, claimed.run.number, claimed.run.trigger) == (run.id, 1, "initial")
     assert claimed.run.force_new_posting is False
     assert claimed.transaction.state is TxState.RUNNING
+    assert claimed.transaction.source_system is System.BILLING
     assert claimed.transaction.run_count == 1
     assert claimed.transaction.canonical == tx.canonical
+    assert claimed.transaction.received_at.tzinfo is UTC
+    columns = [a.key for a in inspect(BusinessTransaction).column_attrs]
+    assert {c: getattr(claimed.transaction, c) for c in columns} == {
+        c: getattr(tx, c) for c in columns
+    }
     assert (claimed.step_states, claimed.outputs) == ({}, {})
 
 
