@@ -4,7 +4,8 @@ CLAIM serves both backends. The others are PostgreSQL's one-statement forms of w
 SQLite, which has no data-modifying CTEs, makes in a transaction: one round trip where BEGIN,
 each write and COMMIT were one each, for every transaction or step (docs/performance.md, "Fewer
 engine round trips"). FIRST_CLAIM, FIRST_DELIVERY, FIRST_ATTEMPT, FINISH and SUCCESS run in
-autocommit, atomic as one statement.
+autocommit, atomic as one statement; lineage/runs.py sends FIRST_CLAIM, FIRST_ATTEMPT, FINISH and
+SUCCESS through asyncpg itself (lineage/driver.py).
 
 The writes of one statement run against the same snapshot and cannot see each other: each here
 touches a different row of a different table, which is what makes them safe to combine.
