@@ -23,24 +23,37 @@ log = logging.getLogger(__name__)
 async def periods_due(
     session: AsyncSession, *, now: datetime, since: datetime, limit: int
 ) -> list[str]:
-    """The current month first, then the months of transactions changed since `since`, newest
-    first, then (with a `limit` of 3 or more) the month whose latest reconciliation started
-    longest ago: `limit` in all."""
+    """The current month first, then the months of transactions changed since `since`, the one
+    reconciled longest ago first (never before the others; newest first among equals), then
+    (with a `limit` of 3 or more) the month whose latest reconciliation started longest ago:
+    `limit` in all."""
     current = now.strftime("%Y-%m")
     tx = BusinessTransaction
     rotating = 1 if limit >= 3 else 0
-    changed = await session.scalars(
+    run = ReconciliationRun
+    recent = (
         select(tx.period)
         .distinct()
         # Every state, so the (state, updated_at) index serves the range.
         .where(tx.state.in_(list(TxState)), tx.updated_at >= since)
         .where(tx.period.is_not(None), tx.period != current)
-        .order_by(tx.period.desc())
+        .subquery()
+    )
+    last = (
+        select(run.period, func.max(run.started_at).label("started_at"))
+        .group_by(run.period)
+        .subquery()
+    )
+    # Newest first would give the same month every slot while newer ones keep changing, and
+    # a month that never got one would leave the window unreconciled.
+    changed = await session.scalars(
+        select(recent.c.period)
+        .outerjoin(last, last.c.period == recent.c.period)
+        .order_by(last.c.started_at.asc().nulls_first(), recent.c.period.desc())
         .limit(max(0, limit - 1 - rotating))
     )
     due = [current, *(p for p in changed if p is not None)]
     if rotating:
-        run = ReconciliationRun
         stalest = await session.scalar(
             select(run.period)
             .where(run.period.not_in(due))

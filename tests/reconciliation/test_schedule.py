@@ -1,5 +1,5 @@
 """The schedule reconciles the current month, every month whose transactions changed within its
-window, newest first, and the month reconciled longest ago, skipping a month someone else is
+window, the one reconciled longest ago first, and the month reconciled longest ago, skipping a month someone else is
 already reconciling."""
 
 from datetime import UTC, datetime, timedelta
@@ -85,12 +85,32 @@ async def test_the_month_reconciled_longest_ago_comes_last_one_per_run(sessionma
     async with sessionmaker() as session:
         after = await periods_due(session, now=NOW, since=since, limit=6)
 
-    # 2026-10 is due as changed, not as stalest; of 06 and 07, started at the same moment, the
-    # later month goes first.
-    assert due == ["2026-11", "2026-10", "2026-09", "2026-07"]
-    assert tight == ["2026-11", "2026-10", "2026-07"]
-    assert two == ["2026-11", "2026-10"]
-    assert after == ["2026-11", "2026-10", "2026-09", "2026-06"]
+    # 2026-10 is due as changed, after 2026-09, which was never reconciled, and as the stalest
+    # when 2026-09 takes the one place for changed months; of 06 and 07, started at the same
+    # moment, the later month goes first.
+    assert due == ["2026-11", "2026-09", "2026-10", "2026-07"]
+    assert tight == ["2026-11", "2026-09", "2026-10"]
+    assert two == ["2026-11", "2026-09"]
+    assert after == ["2026-11", "2026-09", "2026-10", "2026-06"]
+
+
+async def test_every_changed_month_gets_its_turn_however_many_changed(sessionmaker: SM) -> None:
+    """A backfill touches six months and the schedule has one slot for changed months: each
+    run takes the changed month reconciled longest ago, so all six are reconciled within six
+    runs, while they are still in the window (newest first gave the newest every time)."""
+    months = [f"2026-0{m}" for m in range(4, 10)]
+    for month in months:
+        await _changed(sessionmaker, month, NOW - timedelta(minutes=5), TxState.POSTED)
+    reconciled: list[str] = []
+    for turn in range(len(months)):
+        async with sessionmaker() as session:
+            due = await periods_due(session, now=NOW, since=NOW - timedelta(hours=1), limit=3)
+        # Minutes apart, so that the last turn's runs, never finished here, count as abandoned.
+        for period in due:
+            await _reconciled(sessionmaker, period, NOW + timedelta(minutes=5 * turn))
+        reconciled.append(due[1])
+
+    assert sorted(reconciled) == months
 
 
 async def test_each_due_month_is_reconciled_and_one_already_running_is_left_alone(
