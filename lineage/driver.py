@@ -49,11 +49,13 @@ class _Compiled:
         return values
 
 
-_compiled: dict[tuple[int, str], _Compiled] = {}
+# Keyed by the statement itself (hashed by identity), which the key keeps alive: an id alone could
+# be taken by another statement once the first was freed.
+_compiled: dict[tuple[Executable, str], _Compiled] = {}
 
 
 def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
-    key = (id(statement), dialect.name)
+    key = (statement, dialect.name)
     found = _compiled.get(key)
     if found is not None:
         return found
@@ -66,7 +68,6 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     )
     selected = getattr(statement, "selected_columns", None) or ()
     columns = tuple((c.key, c.type.result_processor(dialect, None)) for c in selected)
-    # Keyed by identity: hot_path's statements are module constants, alive as long as this.
     _compiled[key] = made = _Compiled(compiled.string, binds, columns)
     return made
 
