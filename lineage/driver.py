@@ -3,9 +3,10 @@
 SQLAlchemy's execution of a statement that is already compiled and cached (a session or a
 connection, the execution context, parameter and result handling) cost 0.3 ms of CPU per
 statement on a slow machine, several times what asyncpg needs to send it as a prepared
-statement (docs/performance.md, "Session 19"). The statements of lineage/hot_path.py that
-return plain values are compiled here once, by SQLAlchemy and with its bind processors, and
-sent by the pooled connection's asyncpg driver, which prepares each once per connection.
+statement (docs/performance.md, "Session 19"). The worker's statements of lineage/hot_path.py
+are compiled here once, by SQLAlchemy and with its bind processors (and, for what a SELECT
+answers, its result processors), and sent by the pooled connection's asyncpg driver, which
+prepares each once per connection.
 
 What SQLAlchemy would have done around the call is kept: `before_cursor_execute` fires for
 every statement sent (round-trip counts, tests and tracing listen to it), and a connection that
@@ -110,7 +111,8 @@ async def _fetch(
         sync.dispatch.before_cursor_execute(sync, None, compiled.sql, arguments, None, False)
         driver_connection: Any = (await conn.get_raw_connection()).driver_connection
         try:
-            return await driver_connection.fetch(compiled.sql, *arguments)  # type: ignore[no-any-return]
+            rows: Sequence[Sequence[Any]] = await driver_connection.fetch(compiled.sql, *arguments)
+            return rows
         except BaseException as exc:
             # The server's refusal leaves a usable connection, unless the server closed it
             # (a terminated backend answers with an error too).

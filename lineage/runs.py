@@ -120,8 +120,9 @@ async def take(
     (hot_path.FIRST_CLAIM, sent by asyncpg itself: lineage/driver.py): it commits on its own,
     and `then` reads in autocommit after it. At READ COMMITTED each statement sees what was
     committed when it began, in a transaction or not, so the reads are the ones a transaction
-    would make; BEGIN and COMMIT were two of the claim's four round trips. A transaction that has run before is claimed in a transaction,
-    as on SQLite: its run is counted and opened in more than one statement.
+    would make; BEGIN and COMMIT were two of the claim's four round trips. A transaction that
+    has run before is claimed in a transaction, as on SQLite: its run is counted and opened in
+    more than one statement.
     """
     params = _lease_params(correlation_id, owner=owner, lease_until=lease_until, now=now)
     engine = sessionmaker.kw["bind"]

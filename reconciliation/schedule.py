@@ -39,6 +39,8 @@ async def periods_due(
         .where(tx.period.is_not(None), tx.period != current)
         .subquery()
     )
+    # When each month's latest reconciliation started: the order of both the changed months
+    # and the rotation.
     last = (
         select(run.period, func.max(run.started_at).label("started_at"))
         .group_by(run.period)
@@ -55,10 +57,9 @@ async def periods_due(
     due = [current, *(p for p in changed if p is not None)]
     if rotating:
         stalest = await session.scalar(
-            select(run.period)
-            .where(run.period.not_in(due))
-            .group_by(run.period)
-            .order_by(func.max(run.started_at), run.period.desc())
+            select(last.c.period)
+            .where(last.c.period.not_in(due))
+            .order_by(last.c.started_at, last.c.period.desc())
             .limit(1)
         )
         due += [stalest] if stalest is not None else []

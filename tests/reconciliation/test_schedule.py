@@ -1,6 +1,6 @@
 """The schedule reconciles the current month, every month whose transactions changed within its
-window, the one reconciled longest ago first, and the month reconciled longest ago, skipping a month someone else is
-already reconciling."""
+window, the one reconciled longest ago first, and the month reconciled longest ago, skipping a
+month someone else is already reconciling."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
